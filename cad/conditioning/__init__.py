@@ -1,0 +1,3 @@
+from cad.conditioning.condition import Condition
+
+__all__ = ["Condition"]
