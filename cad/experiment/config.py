@@ -51,7 +51,7 @@ def load_experiment(name: str) -> Experiment:
         name=cfg.experiment,
         methods=list(cfg.methods),
         sweep_key=sweep.key if sweep else None,
-        sweep_values=list(sweep.values) if sweep else [],
+        sweep_values=list(sweep["values"]) if sweep else [],
     )
 
 

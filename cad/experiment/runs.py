@@ -1,0 +1,51 @@
+"""Run directories: named by a hash of the resolved config, one ``<stage>.done`` marker per finished stage.
+
+    results/raw/<experiment>/<dataset>-<method>-<train hash>/        config.yaml, train.done, checkpoints/, model_ema.pt
+        sample-<sample hash>/                                         config.yaml, samples.npz, seeds.json, grid.png, sample.done
+            eval-<evaluate hash>/                                     config.yaml, metrics.json, evaluate.done
+
+A figure that reuses a trained model (fig5a, fig5b reuse table5d's CAD runs) finds the finished training run by its
+hash in any experiment's folder instead of training again.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from cad.experiment.config import EVALUATE_KEYS, SAMPLE_KEYS, TRAIN_KEYS, config_hash
+from cad.io import atomic_write_json
+from cad.paths import results_dir
+
+
+@dataclass(frozen=True)
+class RunDirs:
+    train: Path
+    sample: Path
+    evaluate: Path
+
+
+def run_dirs(cfg: DictConfig, experiment: str, root: Path | None = None) -> RunDirs:
+    root = root or results_dir() / "raw"
+    name = f"{cfg.dataset}-{cfg.method.name}-{config_hash(cfg, TRAIN_KEYS)}"
+    finished = sorted(root.glob(f"*/{name}/train.done"))
+    train = finished[0].parent if finished else root / experiment / name
+    sample = train / f"sample-{config_hash(cfg, TRAIN_KEYS + SAMPLE_KEYS)}"
+    evaluate = sample / f"eval-{config_hash(cfg, TRAIN_KEYS + SAMPLE_KEYS + EVALUATE_KEYS)}"
+    return RunDirs(train=train, sample=sample, evaluate=evaluate)
+
+
+def is_done(directory: Path, stage: str) -> bool:
+    return (directory / f"{stage}.done").is_file()
+
+
+def mark_done(directory: Path, stage: str, summary: dict) -> None:
+    """Written last, atomically: a stage without its marker is redone (or resumed) on the next run."""
+    atomic_write_json(directory / f"{stage}.done", {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary})
+
+
+def read_done(directory: Path, stage: str) -> dict:
+    return json.loads((directory / f"{stage}.done").read_text())

@@ -1,0 +1,75 @@
+"""Config composition, run identity and the Table 5(d) method files."""
+import pytest
+
+from cad.experiment.config import (ConfigError, TRAIN_KEYS, SAMPLE_KEYS, config_hash, experiment_choices,
+                                   load_experiment, resolve, scale_datasets)
+from cad.experiment.runs import is_done, mark_done, read_done, run_dirs
+from cad.tasks.methods import Method
+
+
+def test_every_experiment_and_scale_resolves_for_every_method():
+    for name in experiment_choices():
+        experiment = load_experiment(name)
+        for scale in ("smoke", "cpu", "paper"):
+            for dataset in scale_datasets(scale):
+                for method in experiment.methods:
+                    cfg = resolve(scale, dataset, method)
+                    Method(**cfg.method)  # validates the method file
+                    assert cfg.dataset == dataset and cfg.scale == scale
+
+
+def test_dataset_section_overrides_the_scale_defaults():
+    cifar = resolve("paper", "cifar10", "cad")
+    imagenet = resolve("paper", "imagenet64", "cad")
+    assert (cifar.backbone.preset, cifar.train.schedule.name, cifar.train.lr) == ("rin_cifar10", "sigmoid", 3e-3)
+    assert (imagenet.backbone.preset, imagenet.train.schedule.name, imagenet.train.lr) == ("rin_imagenet64", "linear", 2e-3)
+    assert (imagenet.data.batch_size, imagenet.train.lr_rate) == (1024, 0.7)
+
+
+def test_stand_ins_are_recorded():
+    assert resolve("cpu", "fashion_mnist", "cad").stands_in_for == "CIFAR-10"
+    assert resolve("cpu", "mnist", "cad").stands_in_for == "ImageNet-64"
+    assert resolve("paper", "cifar10", "cad").stands_in_for is None
+
+
+def test_overrides_apply_and_unknown_keys_name_the_valid_ones():
+    assert resolve("smoke", "mnist", "cad", ["train.total_steps=3"]).train.total_steps == 3
+    with pytest.raises(ConfigError, match="valid keys: .*train.total_steps"):
+        resolve("smoke", "mnist", "cad", ["train.total_stepz=3"])
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ConfigError, match="valid: .*cad"):
+        resolve("smoke", "mnist", "bogus")
+    with pytest.raises(ConfigError, match="valid: .*fashion_mnist"):
+        resolve("smoke", "cifar10", "cad")
+    with pytest.raises(ConfigError, match="valid: .*table5d"):
+        load_experiment("table9z")
+
+
+def test_run_identity_depends_on_the_right_sections(tmp_path):
+    base = resolve("smoke", "mnist", "cad")
+    more_samples = resolve("smoke", "mnist", "cad", ["sample.num_samples=7"])
+    longer = resolve("smoke", "mnist", "cad", ["train.total_steps=7"])
+    assert config_hash(base, TRAIN_KEYS) == config_hash(more_samples, TRAIN_KEYS)
+    assert config_hash(base, TRAIN_KEYS + SAMPLE_KEYS) != config_hash(more_samples, TRAIN_KEYS + SAMPLE_KEYS)
+    assert config_hash(base, TRAIN_KEYS) != config_hash(longer, TRAIN_KEYS)
+    a, b = run_dirs(base, "table5d", tmp_path), run_dirs(more_samples, "fig5a", tmp_path)
+    assert a.train != b.train  # nothing finished yet: each experiment would train in its own folder
+    mark_done(a.train, "train", {"steps": 1})
+    assert run_dirs(more_samples, "fig5a", tmp_path).train == a.train  # a finished training run is reused
+    assert is_done(a.train, "train") and read_done(a.train, "train")["steps"] == 1
+    assert not is_done(a.sample, "sample")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"labels": "dirty"}, "labels"),
+    ({"loss": "median"}, "loss"),
+    ({"guidance": "cacfg", "use_coherence": False}, "CA-CFG"),
+    ({"guidance": "cfg", "cond_dropout": 0.0}, "cond_dropout"),
+])
+def test_bad_method_files_are_rejected(changes, message):
+    fields = dict(name="x", labels="noisy", use_coherence=True, loss="mean", cond_dropout=0.1,
+                  filter_threshold=None, guidance="none")
+    with pytest.raises(ValueError, match=message):
+        Method(**{**fields, **changes})
