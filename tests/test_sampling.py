@@ -95,7 +95,9 @@ def test_denoiser_sees_decreasing_noise_and_no_t0_call():
 
 
 def test_ddpm_on_gaussian_data_matches_its_moments():
-    """Data x0 ~ N(mu, s^2): the optimal eps predictor is known in closed form; samples should have mean mu, std s."""
+    """Data x0 ~ N(mu, s^2): the optimal eps predictor is known in closed form; samples should have mean mu, std s.
+
+    Coarse grids shrink the spread (0.17 at 50 steps, 0.19 at 100, 0.197 at 1000), hence 100 steps and a loose bound."""
     mu, s = 0.3, 0.2
 
     def optimal(x_t, gamma, state):
@@ -105,7 +107,7 @@ def test_ddpm_on_gaussian_data_matches_its_moments():
         return (x_t - g.sqrt() * x0_mean) / (1 - g).sqrt(), state
 
     gen = SeededGenerator(range(2000))
-    out = get_sampler("ddpm")(optimal, gen.randn(1, dtype=torch.float64), 50, schedule=COSINE, generator=gen)
+    out = get_sampler("ddpm")(optimal, gen.randn(1, dtype=torch.float64), 100, schedule=COSINE, generator=gen)
     assert out.mean().item() == pytest.approx(mu, abs=0.02)
     assert out.std().item() == pytest.approx(s, abs=0.02)
 
