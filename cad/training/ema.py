@@ -1,0 +1,67 @@
+"""Exponential moving average of the weights, used for sampling.
+
+Built on ``torch.optim.swa_utils.AveragedModel`` (and Lightning's ``WeightAveraging`` callback for trainers). The
+authors' callback computed ``lerp(param, 0.9999)``, which is no average at all; here the recursion is
+
+    ema_0 = theta_0                          (AveragedModel copies the weights at the first update)
+    ema_n = d_n ema_{n-1} + (1 - d_n) theta_n,   d_n = ema_decay(n, decay=decay, warmup=warmup)
+
+Decay warm-up: a fixed 0.9999 over a short run would keep mostly the initial weights, so the decay grows with the
+number of updates already averaged, ``n`` (TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` rule):
+
+    d_n = min(decay, (1 + n) / (warmup + n))        warmup=None: d_n = decay
+
+With ``warmup=10`` the decay is 0.18 at n = 1, 0.9 at n = 80, and reaches 0.9999 after about 90k updates.
+Buffers are averaged too (``use_buffers=True``: BatchNorm statistics follow); integer buffers (counters) are copied.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
+
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import WeightAveraging
+
+
+def ema_decay(num_updates: int, *, decay: float, warmup: float | None) -> float:
+    """The decay d_n applied at the update that folds in the (n + 1)-th weights (rule in the module docstring)."""
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"decay must be in [0, 1], got {decay}")
+    if warmup is None:
+        return decay
+    if warmup <= 1:
+        raise ValueError(f"warmup must be > 1 (or None for a constant decay), got {warmup}")
+    return min(decay, (1.0 + num_updates) / (warmup + num_updates))
+
+
+def ema_multi_avg_fn(*, decay: float, warmup: float | None) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """An ``AveragedModel`` ``multi_avg_fn`` applying the warmed-up EMA to one device/dtype group of tensors."""
+    ema_decay(1, decay=decay, warmup=warmup)  # validate now
+
+    @torch.no_grad()
+    def update(ema_params: list[Tensor], model_params: list[Tensor], num_averaged: Tensor) -> None:
+        if not (torch.is_floating_point(ema_params[0]) or torch.is_complex(ema_params[0])):
+            torch._foreach_copy_(ema_params, model_params)  # step counters and other integer buffers
+            return
+        d = ema_decay(int(num_averaged.item()), decay=decay, warmup=warmup)  # one host sync per update
+        torch._foreach_lerp_(ema_params, model_params, 1.0 - d)
+
+    return update
+
+
+def build_ema(model: nn.Module, *, decay: float, warmup: float | None) -> AveragedModel:
+    """An EMA copy of ``model``; call ``ema.update_parameters(model)`` after each optimizer step, sample with ``ema.module``."""
+    return AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(decay=decay, warmup=warmup), use_buffers=True)
+
+
+def build_ema_callback(
+    *, decay: float, warmup: float | None, device: torch.device | str | None = None
+) -> "WeightAveraging":
+    """The same EMA as a Lightning callback: updated after every optimizer step, swapped in for validation and at the
+    end of fit (Lightning's ``WeightAveraging`` behaviour)."""
+    from lightning.pytorch.callbacks import WeightAveraging  # imported here: lightning is slow to import
+
+    return WeightAveraging(device=device, use_buffers=True, multi_avg_fn=ema_multi_avg_fn(decay=decay, warmup=warmup))
