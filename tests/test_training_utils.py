@@ -70,6 +70,16 @@ def test_scheduler_drives_the_optimizer():
     assert lrs[5] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(0.7 * math.pi / 16)))
 
 
+def test_no_weight_decay_lists_of_submodules_are_honoured():
+    wrapper = nn.Module()
+    wrapper.model = Tiny()
+    assert "model.cls_token" in no_weight_decay_names(wrapper)
+
+
+def test_ema_copy_is_frozen():
+    assert not any(p.requires_grad for p in build_ema(Tiny(), decay=0.9, warmup=None).parameters())
+
+
 def test_ema_decay_rule():
     assert ema_decay(5, decay=0.9999, warmup=None) == 0.9999
     assert ema_decay(1, decay=0.9999, warmup=10) == pytest.approx(2 / 11)

@@ -53,8 +53,13 @@ def ema_multi_avg_fn(*, decay: float, warmup: float | None) -> Callable[[list[Te
 
 
 def build_ema(model: nn.Module, *, decay: float, warmup: float | None) -> AveragedModel:
-    """An EMA copy of ``model``; call ``ema.update_parameters(model)`` after each optimizer step, sample with ``ema.module``."""
-    return AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(decay=decay, warmup=warmup), use_buffers=True)
+    """An EMA copy of ``model``; call ``ema.update_parameters(model)`` after each optimizer step, sample with ``ema.module``.
+
+    The copy is frozen (``requires_grad=False``): it is never trained, so DDP does not report it as unused and
+    optimizer builders that walk a whole LightningModule skip it.
+    """
+    ema = AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(decay=decay, warmup=warmup), use_buffers=True)
+    return ema.requires_grad_(False)
 
 
 def build_ema_callback(

@@ -6,7 +6,9 @@ Parameters with no weight decay:
   condition embedding). Decay would shrink them toward zero although they are tables of vectors, not linear maps; the
   null embedding in particular gets few or no gradients when CAD trains without label dropout, so decay alone would
   erase it;
-- names the model lists in a timm-style ``no_weight_decay()`` method (exact names).
+- names listed by a timm-style ``no_weight_decay()`` method, on the model or any submodule (names relative to the module
+  that defines the method; e.g. RIN's positional embedding ``data_pos`` is not caught by the name patterns, so the
+  backbone should list it there).
 
 timm's ``Lamb`` defaults are kept: ``eps=1e-6``, global gradient-norm clipping at ``max_grad_norm=1.0`` inside the
 optimizer (so a Trainer ``gradient_clip_val`` would clip twice), and the trust ratio applied only to groups with weight
@@ -23,7 +25,12 @@ NO_DECAY_NAME_PATTERNS = ("pos_emb", "null")
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
     """Names of the trainable parameters that are not decayed (rule in the module docstring)."""
-    explicit = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    explicit = {
+        f"{prefix}.{name}" if prefix else name
+        for prefix, module in model.named_modules()
+        if callable(getattr(module, "no_weight_decay", None))
+        for name in module.no_weight_decay()
+    }
     return {
         name
         for name, p in model.named_parameters()
