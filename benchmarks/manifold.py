@@ -53,8 +53,12 @@ def _centred(features: np.ndarray, center: np.ndarray, dtype: torch.dtype) -> to
     return out
 
 
-def _sq_norms(x: torch.Tensor) -> torch.Tensor:
-    return (x.double() ** 2).sum(dim=1)
+def _sq_norms(x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """float64 squared row norms, chunked (a float64 copy of 50k x 2048 features would be 800 MB)."""
+    out = torch.empty(x.shape[0], dtype=torch.float64)
+    for start in range(0, x.shape[0], chunk):
+        out[start : start + chunk] = (x[start : start + chunk].double() ** 2).sum(dim=1)
+    return out
 
 
 def _exact_sq_dist(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray, chunk: int = 1024) -> np.ndarray:
@@ -90,12 +94,19 @@ def knn_radii(
     0-th, as in the reference's ``get_kth_value(distances, k + 1)``)."""
     x_np = _check_features(features, "features")
     dtype = _compute_dtype(compute)
+    x = _centred(x_np, x_np.mean(axis=0, dtype=np.float64), dtype)
+    return np.sqrt(_knn_radii_sq(x, _sq_norms(x), x_np, nearest_k, chunk_size=chunk_size, margin=margin))
+
+
+def _knn_radii_sq(
+    x: torch.Tensor, xx: torch.Tensor, x_np: np.ndarray, nearest_k: int, *, chunk_size: int, margin: int = 8
+) -> np.ndarray:
+    """Squared k-NN radii from centred features ``x`` (compute dtype), their float64 squared norms ``xx`` and the
+    original features ``x_np`` (for the float64 re-checks)."""
+    dtype = x.dtype
     n, dim = x_np.shape
     if n <= nearest_k:
         raise ValueError(f"need more than nearest_k={nearest_k} points for k-NN radii, got {n}")
-    center = x_np.mean(axis=0, dtype=np.float64)
-    x = _centred(x_np, center, dtype)
-    xx = _sq_norms(x)
     kk = min(nearest_k + 1 + margin, n)
 
     best_vals = torch.full((n, kk), float("inf"), dtype=dtype)
@@ -142,7 +153,7 @@ def knn_radii(
         for i in unsure:
             d = _exact_sq_dist(x_np, np.full(n, i), x_np, np.arange(n))
             radii_sq[i] = np.partition(d, nearest_k)[nearest_k]
-    return np.sqrt(radii_sq)
+    return radii_sq
 
 
 def _compute_dtype(compute: str) -> torch.dtype:
@@ -175,15 +186,13 @@ def prdc(
         raise ValueError(f"nearest_k must be >= 1, got {nearest_k}")
     dtype = _compute_dtype(compute)
     dim = real_np.shape[1]
-    real_radii = knn_radii(real_np, nearest_k, chunk_size=chunk_size, compute=compute)
-    fake_radii = knn_radii(fake_np, nearest_k, chunk_size=chunk_size, compute=compute)
-    r_real_sq = torch.from_numpy(real_radii**2)
-    r_fake_sq = torch.from_numpy(fake_radii**2)
-
+    # both sets centred on the real mean (distances are translation invariant; small norms keep float32 accurate)
     center = real_np.mean(axis=0, dtype=np.float64)
     real = _centred(real_np, center, dtype)
     fake = _centred(fake_np, center, dtype)
     rr, ff = _sq_norms(real), _sq_norms(fake)
+    r_real_sq = torch.from_numpy(_knn_radii_sq(real, rr, real_np, nearest_k, chunk_size=chunk_size))
+    r_fake_sq = torch.from_numpy(_knn_radii_sq(fake, ff, fake_np, nearest_k, chunk_size=chunk_size))
     rel_tol = _tolerance(dtype, dim)
 
     fake_in_count = torch.zeros(len(fake_np), dtype=torch.int64)  # real balls containing each fake point
