@@ -1,0 +1,41 @@
+"""The datasets the suite knows, by name: where they come from, their classes and image shape."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cad.data import sources
+from cad.data.sources import DataSource
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    source: DataSource
+    num_classes: int
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    class_names: tuple[str, ...]
+    stands_in_for: str | None = None  # the paper dataset an offline stand-in replaces
+
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGENET_CLASSES = tuple(f"n{i:04d}" for i in range(1000))  # indices only: the npz batches carry no class names
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("fashion_mnist", sources.FASHION_MNIST, 10, (1, 28, 28), FASHION_MNIST_CLASSES, "cifar10"),
+        DatasetSpec("mnist", sources.MNIST, 10, (1, 28, 28), MNIST_CLASSES, "imagenet64"),
+        DatasetSpec("cifar10", sources.CIFAR10, 10, (3, 32, 32), CIFAR10_CLASSES),
+        DatasetSpec("imagenet64", sources.IMAGENET64, 1000, (3, 64, 64), IMAGENET_CLASSES),
+    )
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}") from None
