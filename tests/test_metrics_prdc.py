@@ -75,9 +75,14 @@ def test_authors_protocol_averages_even_splits():
     size = authors_split_size(len(real), len(fake))  # min(10000, 103 // 5, 96 // 5) = 19
     assert size == 19
     expected = [prdc(real[i * size : (i + 1) * size], fake[i * size : (i + 1) * size], 3) for i in range(5)]
-    ours = prdc_with_protocol(real, fake, 3, "authors")
+    ours = prdc_with_protocol(real, fake, 3, "authors", split_seed=None)
     for key in KEYS:
         assert ours[key] == pytest.approx(np.mean([e[key] for e in expected]))
+    # the default shuffles before splitting (samples stored class by class must not give class-biased splits)
+    sorted_fake = fake[np.argsort(fake[:, 0])]
+    shuffled = prdc_with_protocol(real, sorted_fake, 3, "authors")
+    assert shuffled == prdc_with_protocol(real, sorted_fake, 3, "authors")  # deterministic
+    assert shuffled != prdc_with_protocol(real, sorted_fake, 3, "authors", split_seed=None)
     assert prdc_with_protocol(real, fake, 3, "standard") == prdc(real, fake, 3)
 
 
