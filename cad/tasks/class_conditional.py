@@ -56,10 +56,11 @@ class ClassConditionalDiffusion(L.LightningModule):
         coherence = batch["coherence"].float() if self.method.use_coherence else None
         return Condition(label=label, label_null=drop, coherence=coherence)
 
-    def model_step(self, batch: dict) -> tuple[Tensor, Tensor]:
-        """The loss shared by training and validation: (reduced loss, per-sample loss)."""
+    def model_step(self, batch: dict, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """The loss shared by training and validation: (reduced loss, per-sample loss). The randomness comes from
+        ``generator``, by default the step's own (see ``step_generator``)."""
         x0 = batch["image"]
-        generator = self.step_generator(x0.device)
+        generator = generator or self.step_generator(x0.device)
         t = torch.rand(x0.shape[0], device=x0.device, generator=generator)
         gamma = self.gamma(t)
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)

@@ -12,22 +12,17 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from cad import guidance as guidance_lib
 from cad.conditioning import Condition
 from cad.diffusion.schedules import get_schedule
+from cad.guidance import get_guidance
 from cad.sampling import get_sampler
 from cad.sampling.rng import SeededGenerator
 
 
 def make_denoiser(model: nn.Module, cond: Condition, guidance: str, scale: float):
-    """The denoise function for one guidance choice (paper eq. 3 for 'cfg', eq. 4 for 'cacfg')."""
-    if guidance == "none" or scale == 0.0:
-        return guidance_lib.conditional(model, cond)
-    if guidance == "cfg":
-        return guidance_lib.classifier_free(model, cond, scale)
-    if guidance == "cacfg":
-        return guidance_lib.coherence_aware(model, cond, scale)
-    raise ValueError(f"unknown guidance '{guidance}'; valid: none, cfg, cacfg")
+    """The denoise function for one guidance choice (paper eq. 3 for 'cfg', eq. 4 for 'cacfg'); scale 0 is the
+    plain conditional branch whatever the method."""
+    return get_guidance("none" if scale == 0.0 else guidance)(model, cond, scale)
 
 
 @torch.no_grad()

@@ -1,0 +1,80 @@
+"""The class-conditional LightningModule: conditions per method, reproducible steps, and that it learns."""
+import time
+
+import pytest
+import torch
+
+from cad.experiment.config import resolve
+from cad.tasks.class_conditional import ClassConditionalDiffusion
+
+
+def make_module(method: str, preset: str = "unet_smoke", **changes) -> ClassConditionalDiffusion:
+    cfg = resolve("smoke", "mnist", method)
+    params = dict(backbone=preset, image_shape=(1, 28, 28), num_classes=10, method=dict(cfg.method),
+                  schedule={"name": "sigmoid"}, lr=2e-3, betas=(0.9, 0.999), weight_decay=0.01, warmup_steps=1,
+                  total_steps=100, lr_rate=0.8, ema_decay=0.999, ema_warmup=10)
+    return ClassConditionalDiffusion(**{**params, **changes})
+
+
+def make_batch(n: int = 16, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.avg_pool2d((torch.rand(n, 1, 28, 28, generator=g) > 0.7).float() * 2 - 1, 3, 1, 1)
+    labels = torch.arange(n) % 10
+    return {"image": x, "label": labels, "clean_label": labels, "coherence": torch.rand(n, generator=g),
+            "index": torch.arange(n)}
+
+
+def test_cad_conditions_on_coherence_and_the_others_do_not():
+    batch = make_batch()
+    cad = make_module("cad").condition(batch)
+    baseline = make_module("baseline").condition(batch)
+    assert torch.equal(cad.coherence, batch["coherence"]) and baseline.coherence is None
+    assert not cad.label_null.any() and not baseline.label_null.any()
+
+
+def test_cfg_method_drops_labels_to_the_null_embedding_at_its_rate():
+    labels = torch.zeros(20_000, dtype=torch.long)
+    cond = make_module("cfg").condition({"label": labels, "coherence": torch.ones(20_000)},
+                                        torch.Generator().manual_seed(0))
+    assert abs(cond.label_null.float().mean().item() - 0.1) < 0.01
+
+
+def test_a_step_is_a_function_of_the_step_generator():
+    module, batch = make_module("cad"), make_batch()
+    a = module.model_step(batch, torch.Generator().manual_seed(5))[1]
+    b = module.model_step(batch, torch.Generator().manual_seed(5))[1]
+    c = module.model_step(batch, torch.Generator().manual_seed(6))[1]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_filtered_method_ignores_low_coherence_samples():
+    module, batch = make_module("filtered"), make_batch()
+    loss, per_sample = module.model_step(batch, torch.Generator().manual_seed(0))
+    keep = batch["coherence"] >= 0.5
+    assert torch.allclose(loss, per_sample[keep].mean())
+
+
+def test_ema_is_what_samples_and_is_not_optimised():
+    module = make_module("cad")
+    optimised = {id(p) for group in module.configure_optimizers()["optimizer"].param_groups for p in group["params"]}
+    assert all(id(p) not in optimised for p in module.sampling_model.parameters())
+    assert len(optimised) == len(list(module.model.parameters()))
+
+
+def test_a_tiny_model_overfits_a_16_image_batch():
+    """Loss down 10x within a minute (issue 2). The batch is fixed, noise draw included (the usual "overfit one
+    batch" check of the whole gradient path); averaged over 10 steps."""
+    torch.manual_seed(0)
+    module, batch = make_module("cad", preset="unet_smoke"), make_batch()
+    optimizer = torch.optim.Adam(module.model.parameters(), lr=1e-2)
+    losses, start = [], time.time()
+    while time.time() - start < 60 and len(losses) < 400:
+        loss, _ = module.model_step(batch, torch.Generator().manual_seed(0))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if len(losses) >= 20 and sum(losses[-10:]) < sum(losses[:10]) / 10:
+            break
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < first / 10, f"loss {first:.3f} -> {last:.3f} after {len(losses)} steps in {time.time() - start:.0f} s"
