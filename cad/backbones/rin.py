@@ -161,6 +161,12 @@ class RIN(nn.Module):
         nn.init.trunc_normal_(self.data_pos, std=0.02, a=-0.04, b=0.04)
         self.self_conditioning.reset_parameters()
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters the optimizer should not decay (timm convention, read by ``cad.training.optim``): the learned
+        positional embedding and the learned latent tokens, which are tables of vectors like timm's ``pos_embed``
+        and ``cls_token``. (The authors decay everything but LayerNorms and biases.)"""
+        return {"data_pos", "latents"}
+
     def patchify(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, H/p * W/p, C * p * p), channels fastest within a patch."""
         b, c, h, w = x.shape

@@ -123,6 +123,7 @@ class UNet(nn.Module):
         if image_size % 2 ** (len(channel_mults) - 1):
             raise ValueError(f"image_size={image_size} cannot be halved {len(channel_mults) - 1} times")
         self.spec = ConditioningSpec(num_classes, use_coherence, token_dim, map_channels)
+        self.image_size = image_size
         self.in_channels = in_channels
         emb_dim = 4 * base_channels
         self.condition = ConditionEmbedder(self.spec, emb_dim, sinusoid_dim=base_channels)
