@@ -4,13 +4,15 @@ run would have seen, whatever the number of devices.
 Step s of the run uses the global batch s of a sequence of seeded permutations of the dataset (one permutation per
 pass); with R ranks, rank r takes every R-th item of that global batch. Lightning's resume restores the step count but
 restarts a plain sampler from the beginning of its epoch; this sampler starts at ``start_step`` instead.
+The test of record is tests/test_pipeline.py: a training killed mid-way resumes to bit-identical weights.
 """
 from __future__ import annotations
 
 from typing import Iterator
 
+import lightning as L
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -44,4 +46,35 @@ class StepBatchSampler(Sampler[list[int]]):
             yield permutation[start:start + self.global_batch_size][self.rank::self.world_size].tolist()
 
     def __len__(self) -> int:
-        return self.total_steps - self.start_step
+        """The whole run is one epoch for Lightning. A resumed Lightning restores its batch index within that epoch
+        (start_step), so the length stays total_steps: it then ends the epoch exactly when the iterator does."""
+        return self.total_steps
+
+
+
+class StepDataModule(L.LightningDataModule):
+    """Wraps a dataset module (``cad.data.build_datamodule``) so that training batches follow ``StepBatchSampler``.
+
+    ``global_batch_size`` is split across the R devices (each loads 1/R of it), so the optimisation does not depend
+    on the device count. ``start_step`` is the step a resumed run starts at.
+    """
+
+    def __init__(self, inner: L.LightningDataModule, *, global_batch_size: int, total_steps: int, seed: int,
+                 start_step: int = 0):
+        super().__init__()
+        self.inner, self.global_batch_size, self.total_steps = inner, global_batch_size, total_steps
+        self.seed, self.start_step = seed, start_step
+
+    def prepare_data(self) -> None:
+        self.inner.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        self.inner.setup(stage)
+
+    def train_dataloader(self) -> DataLoader:
+        self.inner.setup("fit")
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        sampler = StepBatchSampler(len(self.inner.train_set), self.global_batch_size, self.total_steps,
+                                   seed=self.seed, rank=rank, world_size=world)
+        sampler.start_step = self.start_step
+        return DataLoader(self.inner.train_set, batch_sampler=sampler, num_workers=self.inner.num_workers)

@@ -86,7 +86,11 @@ class ClassConditionalDiffusion(L.LightningModule):
         loss, _ = self.model_step(batch)
         self.log("val/loss", loss, prog_bar=True)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The EMA follows every optimiser step here, not in ``on_train_batch_end``: Lightning runs callbacks' batch-end
+        hooks (the checkpoint's) before the module's, so a checkpoint would otherwise miss the step's EMA update and a
+        resumed run would drift from an uninterrupted one."""
+        super().optimizer_step(*args, **kwargs)
         self.ema.update_parameters(self.model)
 
     def configure_optimizers(self):

@@ -1,0 +1,5 @@
+import sys
+
+from cad.experiment.cli import main
+
+sys.exit(main())

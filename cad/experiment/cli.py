@@ -1,0 +1,72 @@
+"""``./reproduce.sh <experiment> [--scale smoke|cpu|paper] [--datasets ...] [key=value ...]``
+
+Runs every (dataset, method) pair an experiment needs through train -> sample -> evaluate, then renders its table or
+figure. Finished stages are skipped, so the command resumes where a killed run stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from cad.experiment import report
+from cad.experiment.config import (ConfigError, experiment_choices, load_experiment, resolve, scale_datasets,
+                                   _choices)
+from cad.experiment.runs import run_dirs
+from cad.experiment.stages import run
+from cad.paths import results_dir
+
+SCALES = ("smoke", "cpu", "paper")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="./reproduce.sh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", help=f"one of: {', '.join(experiment_choices())}")
+    parser.add_argument("--scale", default="cpu", help="smoke (CI), cpu (offline reproduction, default) or paper")
+    parser.add_argument("--datasets", nargs="+", help="subset of the scale's datasets (default: all of them)")
+    parser.add_argument("--methods", nargs="+", help="subset of the experiment's methods (default: all of them)")
+    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    parser.add_argument("--devices", type=int, default=1, help="devices per node (DDP when more than one)")
+    parser.add_argument("--num-nodes", type=int, default=1)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (CI logs)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.total_steps=500")
+    args = parser.parse_intermixed_args(argv)
+    if args.experiment not in experiment_choices():
+        parser.error(f"unknown experiment '{args.experiment}'; valid: {', '.join(experiment_choices())}")
+    if args.scale not in SCALES:
+        parser.error(f"unknown scale '{args.scale}'; valid: {', '.join(SCALES)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        experiment = load_experiment(args.experiment)
+        datasets = args.datasets or scale_datasets(args.scale)
+        methods = args.methods or experiment.methods
+        for method in methods:
+            if method not in _choices("method"):
+                raise ConfigError(f"unknown method '{method}'; valid: {', '.join(_choices('method'))}")
+        sweep = experiment.sweep_values or [None]
+        configs = [(d, m, v, resolve(args.scale, d, m, list(args.overrides) +
+                                     ([f"{experiment.sweep_key}={v}"] if v is not None else [])))
+                   for d in datasets for m in methods for v in sweep]
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    root = results_dir() / "smoke" if args.scale == "smoke" else results_dir()
+    start = time.time()
+    results = []
+    for dataset, method, value, cfg in configs:
+        dirs = run_dirs(cfg, experiment.name, root / "raw")
+        print(f"== {experiment.name} | {args.scale} | {dataset} | {method}"
+              + (f" | {experiment.sweep_key}={value}" if value is not None else "") + f" -> {dirs.evaluate}")
+        metrics = run(cfg, dirs, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
+                      progress=not args.no_progress)
+        results.append(report.RunResult(dataset=dataset, method=method, sweep_value=value, cfg=cfg, dirs=dirs,
+                                        metrics=metrics))
+    text = report.write(experiment, args.scale, results, root)
+    print(text)
+    print(f"[{experiment.name}] finished in {time.time() - start:.0f} s")
+    return 0

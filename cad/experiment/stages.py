@@ -1,0 +1,161 @@
+"""The stages of one run: train -> sample -> evaluate. Each is skipped when its ``done`` marker exists and writes
+its outputs atomically, so a killed command re-run picks up where it stopped."""
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from cad.experiment import adapters
+from cad.experiment.checkpoints import latest_good_checkpoint
+from cad.experiment.config import save_config
+from cad.experiment.data_order import StepDataModule
+from cad.experiment.runs import RunDirs, is_done, mark_done
+from cad.io import atomic_path, atomic_write_json
+from cad.tasks.class_conditional import ClassConditionalDiffusion
+from cad.tasks.generate import balanced_labels, generate, to_uint8
+from cad.tasks.grids import save_grid
+
+
+def build_module(cfg: DictConfig, image_shape: tuple[int, int, int], num_classes: int) -> ClassConditionalDiffusion:
+    t = cfg.train
+    return ClassConditionalDiffusion(
+        backbone=cfg.backbone.preset, image_shape=tuple(image_shape), num_classes=num_classes,
+        method=OmegaConf.to_container(cfg.method), schedule=OmegaConf.to_container(t.schedule), lr=t.lr,
+        betas=tuple(t.betas), weight_decay=t.weight_decay, warmup_steps=t.warmup_steps, total_steps=t.total_steps,
+        lr_rate=t.lr_rate, ema_decay=t.ema_decay, ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob,
+        seed=t.seed)
+
+
+class _TrackLastCheckpoint(Callback):
+    """Tells the module which checkpoint is the last good one, for the NaN-loss error message."""
+
+    def __init__(self, checkpoint: ModelCheckpoint):
+        self.checkpoint = checkpoint
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        pl_module.last_checkpoint = self.checkpoint.last_model_path or self.checkpoint.best_model_path or None
+
+
+class _SampleGrid(Callback):
+    """Logs a grid of EMA samples (one column per class) to TensorBoard every ``every`` steps."""
+
+    def __init__(self, cfg: DictConfig, image_shape, num_classes: int, every: int):
+        self.cfg, self.image_shape, self.num_classes, self.every = cfg, image_shape, num_classes, every
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if not self.every or step % self.every or not trainer.is_global_zero:
+            return
+        images = _generate(pl_module, self.cfg, self.image_shape, balanced_labels(2 * self.num_classes, self.num_classes),
+                           list(range(2 * self.num_classes)), progress=False)
+        grid = (images.clamp(-1, 1) + 1) / 2
+        import torchvision
+        trainer.logger.experiment.add_image("samples", torchvision.utils.make_grid(grid, nrow=self.num_classes), step)
+        pl_module.train()
+
+
+def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num_nodes: int,
+          progress: bool = True) -> None:
+    if is_done(dirs.train, "train"):
+        print(f"[train] done already: {dirs.train}")
+        return
+    dirs.train.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, dirs.train / "config.yaml")
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    info = adapters.dataset_info(cfg)
+    module = build_module(cfg, info.image_shape, info.num_classes)
+    checkpoint = ModelCheckpoint(dirpath=dirs.train / "checkpoints", filename="{step}",
+                                 every_n_train_steps=cfg.train.checkpoint_every, save_top_k=-1, save_last=False)
+    resume = latest_good_checkpoint(dirs.train / "checkpoints")
+    start_step = torch.load(resume, map_location="cpu", weights_only=False)["global_step"] if resume else 0
+    datamodule = StepDataModule(adapters.datamodule(cfg), global_batch_size=cfg.data.batch_size,
+                                total_steps=cfg.train.total_steps, seed=cfg.train.seed, start_step=start_step)
+    trainer = L.Trainer(
+        max_steps=cfg.train.total_steps, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+        strategy="ddp" if devices * num_nodes > 1 else "auto", precision=cfg.train.precision,
+        logger=TensorBoardLogger(dirs.train, name="tensorboard", version=0),
+        callbacks=[checkpoint, _TrackLastCheckpoint(checkpoint),
+                   _SampleGrid(cfg, info.image_shape, info.num_classes, cfg.train.grid_every)],
+        log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False)
+    if resume:
+        print(f"[train] resuming from {resume.name} (step {start_step})")
+    start = time.time()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if trainer.global_step < cfg.train.total_steps:
+        raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.train.total_steps}")
+    if trainer.is_global_zero:
+        with atomic_path(dirs.train / "model_ema.pt") as tmp:
+            torch.save(module.sampling_model.state_dict(), tmp)
+        loss = trainer.callback_metrics.get("train/loss")
+        mark_done(dirs.train, "train", {"steps": trainer.global_step, "wall_s": round(time.time() - start, 1),
+                                        "final_loss": None if loss is None else float(loss),
+                                        "parameters": sum(p.numel() for p in module.model.parameters())})
+        print(f"[train] {cfg.dataset}/{cfg.method.name}: {trainer.global_step} steps in {time.time() - start:.0f} s")
+
+
+def load_sampling_model(cfg: DictConfig, dirs: RunDirs, image_shape, num_classes: int) -> ClassConditionalDiffusion:
+    module = build_module(cfg, image_shape, num_classes)
+    module.model.load_state_dict(torch.load(dirs.train / "model_ema.pt", map_location="cpu", weights_only=True))
+    return module.eval()
+
+
+def _generate(module: ClassConditionalDiffusion, cfg: DictConfig, image_shape, labels, seeds, *, progress=True,
+              model=None) -> torch.Tensor:
+    s = cfg.sample
+    return generate(model if model is not None else module.sampling_model, labels, seeds,
+                    image_shape=tuple(image_shape), use_coherence=module.method.use_coherence,
+                    coherence=s.coherence, sampler=s.sampler, steps=s.steps, schedule=OmegaConf.to_container(s.schedule),
+                    guidance=module.method.guidance, guidance_scale=s.guidance_scale, eta=s.eta, clip_x0=s.clip_x0,
+                    batch_size=s.batch_size, progress=progress, device=module.device)
+
+
+def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> None:
+    if is_done(dirs.sample, "sample"):
+        print(f"[sample] done already: {dirs.sample}")
+        return
+    dirs.sample.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, dirs.sample / "config.yaml")
+    info = adapters.dataset_info(cfg)
+    module = load_sampling_model(cfg, dirs, info.image_shape, info.num_classes)
+    labels = balanced_labels(cfg.sample.num_samples, info.num_classes)
+    seeds = [cfg.sample.seed * 1_000_000 + i for i in range(cfg.sample.num_samples)]
+    start = time.time()
+    images = _generate(module, cfg, info.image_shape, labels, seeds, progress=progress, model=module.model)
+    uint8 = to_uint8(images)
+    adapters.save_samples(dirs.sample / "samples.npz", uint8, np.asarray(labels), np.asarray(seeds))
+    atomic_write_json(dirs.sample / "seeds.json", {"rule": "seed = sample.seed * 1e6 + i; label = i % num_classes",
+                                                   "seeds": seeds, "labels": labels})
+    save_grid(dirs.sample / "grid.png", uint8, np.asarray(labels), info.num_classes, rows=8)
+    mark_done(dirs.sample, "sample", {"num_samples": len(seeds), "wall_s": round(time.time() - start, 1)})
+    print(f"[sample] {cfg.dataset}/{cfg.method.name}: {len(seeds)} samples in {time.time() - start:.0f} s")
+
+
+def evaluate(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> dict:
+    if is_done(dirs.evaluate, "evaluate"):
+        print(f"[evaluate] done already: {dirs.evaluate}")
+        return adapters.read_metrics(dirs.evaluate / "metrics.json")
+    dirs.evaluate.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, dirs.evaluate / "config.yaml")
+    start = time.time()
+    metrics = adapters.evaluate(cfg, dirs.sample / "samples.npz", progress=progress)
+    atomic_write_json(dirs.evaluate / "metrics.json", metrics)
+    mark_done(dirs.evaluate, "evaluate", {"wall_s": round(time.time() - start, 1)})
+    print(f"[evaluate] {cfg.dataset}/{cfg.method.name}: " +
+          ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+    return metrics
+
+
+def run(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num_nodes: int,
+        progress: bool = True) -> dict:
+    train(cfg, dirs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, progress=progress)
+    sample(cfg, dirs, progress=progress)
+    return evaluate(cfg, dirs, progress=progress)
+
+

@@ -1,0 +1,71 @@
+"""The staged pipeline on a tiny real run: an interrupted training resumes to the same weights, stages are skipped
+once done, and bad input is refused with the valid choices."""
+import pytest
+import torch
+
+from cad.experiment import cli, stages
+from cad.experiment.config import resolve
+from cad.experiment.runs import is_done, run_dirs
+from cad.tasks.class_conditional import ClassConditionalDiffusion
+
+TINY = ["train.total_steps=6", "train.checkpoint_every=2", "train.warmup_steps=2", "data.subset=256",
+        "data.batch_size=16", "train.log_every=1"]
+
+
+def _train(cfg, dirs):
+    stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)
+    return torch.load(dirs.train / "model_ema.pt", weights_only=True)
+
+
+def test_a_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    cfg = resolve("smoke", "mnist", "conditional", TINY)
+    reference = _train(cfg, run_dirs(cfg, "a", tmp_path / "a"))
+
+    dirs = run_dirs(cfg, "b", tmp_path / "b")
+    original = ClassConditionalDiffusion.training_step
+
+    def crash_at_step_3(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassConditionalDiffusion, "training_step", crash_at_step_3)
+    with pytest.raises(BaseException):
+        stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)
+    assert not is_done(dirs.train, "train") and (dirs.train / "checkpoints" / "step=2.ckpt").exists()
+    monkeypatch.setattr(ClassConditionalDiffusion, "training_step", original)
+    resumed = _train(cfg, dirs)
+    assert reference.keys() == resumed.keys()
+    for name in reference:
+        assert torch.equal(reference[name], resumed[name]), name
+
+
+def test_a_nan_loss_names_the_step_and_the_last_checkpoint(tmp_path, monkeypatch):
+    cfg = resolve("smoke", "mnist", "conditional", TINY)
+    dirs = run_dirs(cfg, "nan", tmp_path)
+    original = ClassConditionalDiffusion.model_step
+
+    def nan_at_step_3(self, batch, generator=None):
+        loss, per_sample = original(self, batch, generator)
+        return (loss * float("nan"), per_sample) if self.global_step == 3 else (loss, per_sample)
+
+    monkeypatch.setattr(ClassConditionalDiffusion, "model_step", nan_at_step_3)
+    with pytest.raises(Exception, match=r"step 3.*step=2\.ckpt"):
+        stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["table9"], "valid: fig5a, fig5b, table5d"),
+    (["table5d", "--scale", "huge"], "valid: smoke, cpu, paper"),
+])
+def test_bad_experiment_or_scale_exits_with_the_valid_ones(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code != 0 and message in capsys.readouterr().err
+
+
+def test_bad_override_or_method_exits_with_the_valid_ones(capsys):
+    assert cli.main(["table5d", "--scale", "smoke", "train.nope=1"]) == 2
+    assert "valid keys" in capsys.readouterr().err
+    assert cli.main(["table5d", "--scale", "smoke", "--methods", "magic"]) == 2
+    assert "valid: baseline, cad" in capsys.readouterr().err
