@@ -35,6 +35,7 @@ class TrainRecipe:
     weight_decay: float = 1e-4
     train_subset: int | None = None  # a seeded subset of the training set (smoke scale)
     test_subset: int | None = None  # measure accuracy on the first n test images (smoke scale)
+    hflip: bool = False  # random horizontal flips (clothes, not digits)
     seed: int = 0
 
 
@@ -60,7 +61,11 @@ def train_classifier(model: nn.Module, train: ImageArrays, recipe: TrainRecipe, 
             order = torch.randperm(len(rows), generator=generator)
             for step in range(steps_per_epoch):
                 batch = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-                loss = F.cross_entropy(model(to_unit_range(images[batch])), labels[batch])
+                x = to_unit_range(images[batch])
+                if recipe.hflip:
+                    flip = torch.rand(len(batch), generator=generator) < 0.5
+                    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+                loss = F.cross_entropy(model(x), labels[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

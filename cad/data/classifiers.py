@@ -27,12 +27,20 @@ log = logging.getLogger(__name__)
 ROLES = ("noise", "eval")
 SCALES = ("smoke", "cpu", "paper")
 SMALL_ARCH_BY_ROLE = {"noise": "lenet", "eval": "convbn"}
-RECIPES: dict[tuple[str, str], TrainRecipe] = {
+# (scale, arch) -> recipe; (scale, arch, dataset) overrides it. The cpu eval nets must reach 92% (Fashion-MNIST) and
+# 99% (MNIST) test accuracy. Fashion-MNIST needs more epochs and flips: 6 epochs without flips gave 91.9%, 10 with
+# them 92.0%, 15 with them 92.8% (3 minutes on one core).
+RECIPES: dict[tuple[str, ...], TrainRecipe] = {
     ("cpu", "lenet"): TrainRecipe(epochs=4),
     ("cpu", "convbn"): TrainRecipe(epochs=6),
+    ("cpu", "convbn", "fashion_mnist"): TrainRecipe(epochs=15, hflip=True),
     ("smoke", "lenet"): TrainRecipe(epochs=1, train_subset=4096, test_subset=2000),
     ("smoke", "convbn"): TrainRecipe(epochs=1, train_subset=4096, test_subset=2000),
 }
+
+
+def recipe_for(scale: str, arch: str, dataset: str) -> TrainRecipe:
+    return RECIPES.get((scale, arch, dataset), RECIPES[(scale, arch)])
 
 
 def _check(role: str, scale: str) -> None:
@@ -69,7 +77,7 @@ def build_small_classifier(dataset: str, role: str) -> Classifier:
 
 def _small_classifier(dataset: str, role: str, scale: str, root: str | Path | None) -> tuple[Classifier, dict]:
     arch = SMALL_ARCH_BY_ROLE[role]
-    recipe = RECIPES[(scale, arch)]
+    recipe = recipe_for(scale, arch, dataset)
     expected = {"dataset": dataset, "role": role, "arch": arch, "scale": scale, **recipe_meta(recipe)}
 
     def fit(model: nn.Module) -> float:

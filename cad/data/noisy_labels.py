@@ -160,7 +160,8 @@ def make_noisy_labels(dataset: str, clean_labels: Tensor, num_classes: int, conf
     with atomic_path(directory / "labels.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, labels=labels.numpy(), coherence=coherence.numpy())
-    title = f"{dataset} / {classifier or 'none'} / {protocol} / T={temperature} / seed {config.seed}"
+    t_text = "n/a" if temperature is None else f"{temperature:.4g}"
+    title = f"{dataset} / {classifier or 'none'} / {protocol} / T={t_text} / seed {config.seed}"
     _save_histogram_png(directory / "coherence_hist.png", stats["coherence_histogram"], title)
     atomic_write_json(directory / "stats.json", stats)
     log.info("noisy labels %s: relabel accuracy %.4f, mean coherence %.3f (T=%s)", directory,
