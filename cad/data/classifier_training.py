@@ -53,7 +53,8 @@ def train_classifier(model: nn.Module, train: ImageArrays, recipe: TrainRecipe, 
     labels = torch.from_numpy(train.labels[rows])
     steps_per_epoch = max(1, len(rows) // recipe.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.max_lr, weight_decay=recipe.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.max_lr, total_steps=recipe.epochs * steps_per_epoch)
+    total_steps = recipe.epochs * steps_per_epoch
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.max_lr, total_steps=total_steps)
     generator = torch.Generator().manual_seed(recipe.seed)
     model.train()
     with tqdm(total=recipe.epochs * steps_per_epoch, desc=desc, unit="step") as bar:

@@ -137,9 +137,10 @@ def make_noisy_labels(dataset: str, clean_labels: Tensor, num_classes: int, conf
         return cached
 
     generator = torch.Generator().manual_seed(config.seed)
+    target = None if config.temperature is not None else config.target_relabel_accuracy
     stats: dict = {"dataset": dataset, "fingerprint": fingerprint, "classifier": classifier or "none",
                    "protocol": protocol, "temperature": temperature, "seed": config.seed,
-                   "target_relabel_accuracy": None if config.temperature is not None else config.target_relabel_accuracy}
+                   "target_relabel_accuracy": target}
     if config.protocol == "classifier":
         labels, coherence = resample_labels(logits, temperature, generator)
         stats["expected_relabel_accuracy"] = expected_relabel_accuracy(logits, clean_labels, temperature)

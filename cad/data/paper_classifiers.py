@@ -71,7 +71,8 @@ PAPER_CLASSIFIERS: dict[tuple[str, str], PaperClassifier] = {
         "deit_base_distilled_patch16_384",
         _timm("deit_base_distilled_patch16_384"),
         lambda: Preprocess(384, "bicubic", IMAGENET_MEAN, IMAGENET_STD),
-        "imagenet64-eval-deit_base_distilled_patch16_384.pth", timm_pretrained="deit_base_distilled_patch16_384.fb_in1k"),
+        "imagenet64-eval-deit_base_distilled_patch16_384.pth",
+        timm_pretrained="deit_base_distilled_patch16_384.fb_in1k"),
 }
 
 
