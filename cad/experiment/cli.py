@@ -31,7 +31,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (CI logs)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.total_steps=500")
-    args = parser.parse_intermixed_args(argv)
+    # key=value tokens are overrides wherever they stand (a greedy --datasets/--methods list would swallow them)
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    args = parser.parse_intermixed_args([a for a in argv if a not in overrides])
+    args.overrides = overrides
     if args.experiment not in experiment_choices():
         parser.error(f"unknown experiment '{args.experiment}'; valid: {', '.join(experiment_choices())}")
     if args.scale not in SCALES:
