@@ -13,7 +13,7 @@ from cad.experiment import report
 from cad.experiment.config import (ConfigError, experiment_choices, load_experiment, resolve, scale_datasets,
                                    _choices)
 from cad.experiment.runs import run_dirs
-from cad.experiment.stages import run
+from cad.experiment.stages import is_global_zero, run
 from cad.paths import results_dir
 
 SCALES = ("smoke", "cpu", "paper")
@@ -67,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
               + (f" | {experiment.sweep_key}={value}" if value is not None else "") + f" -> {dirs.evaluate}")
         metrics = run(cfg, dirs, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
                       progress=not args.no_progress)
+        if not is_global_zero():
+            continue
         results.append(report.RunResult(dataset=dataset, method=method, sweep_value=value, cfg=cfg, dirs=dirs,
                                         metrics=metrics))
+    if not is_global_zero():
+        return 0
     text = report.write(experiment, args.scale, results, root)
     print(text)
     print(f"[{experiment.name}] finished in {time.time() - start:.0f} s")

@@ -18,7 +18,7 @@ from cad.experiment.data_order import StepDataModule
 from cad.experiment.runs import RunDirs, is_done, mark_done
 from cad.io import atomic_path, atomic_write_json
 from cad.tasks.class_conditional import ClassConditionalDiffusion
-from cad.tasks.generate import balanced_labels, generate, to_uint8
+from cad.tasks.generate import balanced_labels, generate, generate_distributed, to_uint8
 from cad.tasks.grids import save_grid
 
 
@@ -107,13 +107,14 @@ def load_sampling_model(cfg: DictConfig, dirs: RunDirs, image_shape, num_classes
 
 
 def _generate(module: ClassConditionalDiffusion, cfg: DictConfig, image_shape, labels, seeds, *, progress=True,
-              model=None) -> torch.Tensor:
+              model=None, distributed: bool = False) -> torch.Tensor:
     s = cfg.sample
-    return generate(model if model is not None else module.sampling_model, labels, seeds,
-                    image_shape=tuple(image_shape), use_coherence=module.method.use_coherence,
-                    coherence=s.coherence, sampler=s.sampler, steps=s.steps, schedule=OmegaConf.to_container(s.schedule),
-                    guidance=module.method.guidance, guidance_scale=s.guidance_scale, eta=s.eta, clip_x0=s.clip_x0,
-                    batch_size=s.batch_size, progress=progress, device=module.device)
+    draw = generate_distributed if distributed else generate
+    return draw(model if model is not None else module.sampling_model, labels, seeds,
+                image_shape=tuple(image_shape), use_coherence=module.method.use_coherence,
+                coherence=s.coherence, sampler=s.sampler, steps=s.steps, schedule=OmegaConf.to_container(s.schedule),
+                guidance=module.method.guidance, guidance_scale=s.guidance_scale, eta=s.eta, clip_x0=s.clip_x0,
+                batch_size=s.batch_size, progress=progress, device=module.device)
 
 
 def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> None:
@@ -127,7 +128,10 @@ def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> None:
     labels = balanced_labels(cfg.sample.num_samples, info.num_classes)
     seeds = [cfg.sample.seed * 1_000_000 + i for i in range(cfg.sample.num_samples)]
     start = time.time()
-    images = _generate(module, cfg, info.image_shape, labels, seeds, progress=progress, model=module.model)
+    images = _generate(module, cfg, info.image_shape, labels, seeds, progress=progress, model=module.model,
+                       distributed=True)
+    if not is_global_zero():
+        return
     uint8 = to_uint8(images)
     adapters.save_samples(dirs.sample / "samples.npz", uint8, np.asarray(labels), np.asarray(seeds))
     atomic_write_json(dirs.sample / "seeds.json", {"rule": "seed = sample.seed * 1e6 + i; label = i % num_classes",
@@ -152,10 +156,18 @@ def evaluate(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> dict:
     return metrics
 
 
+def is_global_zero() -> bool:
+    """True outside torch.distributed and on rank 0: the process that writes files after a DDP training."""
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+        torch.distributed.get_rank() == 0
+
+
 def run(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num_nodes: int,
-        progress: bool = True) -> dict:
+        progress: bool = True) -> dict | None:
+    """train (DDP across devices) -> sample (split across the same processes) -> evaluate (rank 0). Returns the
+    metrics on rank 0, None on the other ranks."""
     train(cfg, dirs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, progress=progress)
     sample(cfg, dirs, progress=progress)
-    return evaluate(cfg, dirs, progress=progress)
+    return evaluate(cfg, dirs, progress=progress) if is_global_zero() else None
 
 

@@ -63,3 +63,21 @@ def to_uint8(images: Tensor) -> np.ndarray:
 def balanced_labels(num_samples: int, num_classes: int) -> list[int]:
     """Requested labels for evaluation: classes in turn, so every class is asked for equally often."""
     return [i % num_classes for i in range(num_samples)]
+
+
+def generate_distributed(model: nn.Module, labels: Sequence[int], seeds: Sequence[int], **kwargs) -> Tensor:
+    """``generate`` split across the processes of an initialised torch.distributed group: rank r draws samples
+    r, r + R, r + 2R, ... and every rank gets all of them back in the original order. Since a sample depends only on
+    its seed and label, the result is the same for any number of processes (tests/test_distributed_sampling.py)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return generate(model, labels, seeds, **kwargs)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = generate(model, list(labels)[rank::world], list(seeds)[rank::world], **kwargs)
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, mine)
+    out = torch.empty((len(seeds), *mine.shape[1:]), dtype=mine.dtype)
+    for r, part in enumerate(gathered):
+        out[r::world] = part
+    return out
