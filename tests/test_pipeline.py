@@ -69,3 +69,10 @@ def test_bad_override_or_method_exits_with_the_valid_ones(capsys):
     assert "valid keys" in capsys.readouterr().err
     assert cli.main(["table5d", "--scale", "smoke", "--methods", "magic"]) == 2
     assert "valid: baseline, cad" in capsys.readouterr().err
+
+
+def test_a_missing_dataset_prints_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CAD_RESULTS", str(tmp_path))
+    assert cli.main(["table5d", "--scale", "paper", "--datasets", "imagenet64", "--methods", "conditional"]) == 1
+    err = capsys.readouterr().err
+    assert "imagenet64" in err and "Looked in" in err and "To provide it" in err

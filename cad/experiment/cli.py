@@ -13,7 +13,13 @@ from cad.experiment import report
 from cad.experiment.config import (ConfigError, experiment_choices, load_experiment, resolve, scale_datasets,
                                    _choices)
 from cad.experiment.runs import run_dirs
+from cad.data.errors import DatasetNotFoundError
+from cad.data.paper_classifiers import ClassifierWeightsNotFoundError
 from cad.experiment.stages import is_global_zero, run
+from cad.tasks.class_conditional import NonFiniteLossError
+
+# Errors whose message already tells the user what is wrong and what to do: printed without a traceback.
+USER_ERRORS = (DatasetNotFoundError, ClassifierWeightsNotFoundError, NonFiniteLossError)
 from cad.paths import results_dir
 
 SCALES = ("smoke", "cpu", "paper")
@@ -65,8 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         dirs = run_dirs(cfg, experiment.name, root / "raw")
         print(f"== {experiment.name} | {args.scale} | {dataset} | {method}"
               + (f" | {experiment.sweep_key}={value}" if value is not None else "") + f" -> {dirs.evaluate}")
-        metrics = run(cfg, dirs, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
-                      progress=not args.no_progress)
+        try:
+            metrics = run(cfg, dirs, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
+                          progress=not args.no_progress)
+        except USER_ERRORS as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         if not is_global_zero():
             continue
         results.append(report.RunResult(dataset=dataset, method=method, sweep_value=value, cfg=cfg, dirs=dirs,

@@ -69,12 +69,14 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     save_config(cfg, dirs.train / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     info = adapters.dataset_info(cfg)
+    data = adapters.datamodule(cfg)
+    data.splits  # noqa: B018 -- read the dataset now: a missing one fails before the model is built
     module = build_module(cfg, info.image_shape, info.num_classes)
     checkpoint = ModelCheckpoint(dirpath=dirs.train / "checkpoints", filename="{step}",
                                  every_n_train_steps=cfg.train.checkpoint_every, save_top_k=-1, save_last=False)
     resume = latest_good_checkpoint(dirs.train / "checkpoints")
     start_step = torch.load(resume, map_location="cpu", weights_only=False)["global_step"] if resume else 0
-    datamodule = StepDataModule(adapters.datamodule(cfg), global_batch_size=cfg.data.batch_size,
+    datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size,
                                 total_steps=cfg.train.total_steps, seed=cfg.train.seed, start_step=start_step)
     trainer = L.Trainer(
         max_steps=cfg.train.total_steps, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
