@@ -8,7 +8,6 @@ and rebuilt by :func:`reference_statistics`; it is never used silently.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -20,7 +19,7 @@ import numpy as np
 
 from benchmarks.features import FeatureExtractor, extract_features
 from benchmarks.statistics import FeatureStats, feature_statistics
-from cad.io import atomic_path, atomic_write_json
+from cad.io import atomic_path, atomic_write_json, sha256_file
 from cad.paths import cache_dir
 
 FORMAT_VERSION = 1
@@ -59,14 +58,6 @@ def reference_paths(key: ReferenceKey, root: Path | None = None) -> tuple[Path, 
     return root / f"{key.slug()}.npz", root / f"{key.slug()}.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_reference(key: ReferenceKey, features: np.ndarray, root: Path | None = None) -> ReferenceStats:
     """Compute float64 statistics of ``features`` and write the npz, then its sidecar (both atomically)."""
     features = np.asarray(features, dtype=np.float64)
@@ -83,7 +74,7 @@ def save_reference(key: ReferenceKey, features: np.ndarray, root: Path | None = 
             "format_version": FORMAT_VERSION,
             "key": asdict(key),
             "shapes": {"mu": list(stats.mu.shape), "sigma": list(stats.sigma.shape), "features": list(features.shape)},
-            "sha256": _sha256(npz_path),
+            "sha256": sha256_file(npz_path),
         },
     )
     return ReferenceStats(key=key, features=features, stats=stats)
@@ -103,7 +94,7 @@ def load_reference(key: ReferenceKey, root: Path | None = None) -> ReferenceStat
         raise StaleCacheError(f"{json_path}: format version {sidecar.get('format_version')} != {FORMAT_VERSION}")
     if sidecar.get("key") != asdict(key):
         raise StaleCacheError(f"{json_path}: key {sidecar.get('key')} does not match {asdict(key)}")
-    if sidecar.get("sha256") != _sha256(npz_path):
+    if sidecar.get("sha256") != sha256_file(npz_path):
         raise StaleCacheError(f"{npz_path}: checksum mismatch (file changed or truncated)")
     try:
         with np.load(npz_path) as data:

@@ -6,7 +6,6 @@ is missing or unreadable, whose hash or recipe does not match, or whose weights 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 
 from cad.data.formats import ImageArrays
 from cad.data.labelled import to_unit_range
-from cad.io import atomic_path, atomic_write_json
+from cad.io import atomic_path, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +92,6 @@ def test_accuracy(model: nn.Module, test: ImageArrays, *, limit: int | None = No
     n = len(test) if limit is None else min(limit, len(test))
     logits = predict_logits(model, test.images[:n], device=device, desc="test accuracy")
     return float((logits.argmax(1) == torch.from_numpy(test.labels[:n])).double().mean())
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load_entry(weights_path: Path, meta_path: Path, expected: dict, model: nn.Module) -> dict:
