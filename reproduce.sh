@@ -39,8 +39,11 @@ main() {
       shift
       setup
       "$PY" -m pytest -q -p no:cacheprovider tests "$@"
-      echo "[test] smoke reproduction of table5d"
-      "$PY" -m cad.experiment table5d --scale smoke --no-progress
+      # Every experiment config runs at the smoke scale (fig5a/fig5b reuse table5d's trained CAD models).
+      for experiment in table5d fig5a fig5b; do
+        echo "[test] smoke reproduction of $experiment"
+        "$PY" -m cad.experiment "$experiment" --scale smoke --no-progress
+      done
       ;;
     *)
       setup
