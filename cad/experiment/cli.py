@@ -10,9 +10,10 @@ import sys
 import time
 
 from cad.experiment import report
+from cad.experiment.adapters import read_metrics
 from cad.experiment.config import (ConfigError, experiment_choices, load_experiment, resolve, scale_datasets,
                                    _choices)
-from cad.experiment.runs import run_dirs
+from cad.experiment.runs import is_done, run_dirs
 from cad.data.errors import DatasetNotFoundError
 from cad.data.paper_classifiers import ClassifierWeightsNotFoundError
 from cad.experiment.stages import is_global_zero, run
@@ -48,41 +49,48 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _configs(experiment, scale: str, datasets: list[str], methods: list[str], overrides: list[str]) -> list:
+    sweep = experiment.sweep_values or [None]
+    return [(d, m, v, resolve(scale, d, m, overrides + ([f"{experiment.sweep_key}={v}"] if v is not None else [])))
+            for d in datasets for m in methods for v in sweep]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         experiment = load_experiment(args.experiment)
-        datasets = args.datasets or scale_datasets(args.scale)
         methods = args.methods or experiment.methods
         for method in methods:
             if method not in _choices("method"):
                 raise ConfigError(f"unknown method '{method}'; valid: {', '.join(_choices('method'))}")
-        sweep = experiment.sweep_values or [None]
-        configs = [(d, m, v, resolve(args.scale, d, m, list(args.overrides) +
-                                     ([f"{experiment.sweep_key}={v}"] if v is not None else [])))
-                   for d in datasets for m in methods for v in sweep]
+        every_dataset = scale_datasets(args.scale)
+        configs = _configs(experiment, args.scale, args.datasets or every_dataset, methods, list(args.overrides))
+        # The table or figure shows every finished run of the scale, so it can be completed one dataset at a time.
+        shown = _configs(experiment, args.scale, every_dataset, methods, list(args.overrides))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     root = results_dir() / "smoke" if args.scale == "smoke" else results_dir()
     start = time.time()
-    results = []
     for dataset, method, value, cfg in configs:
         dirs = run_dirs(cfg, experiment.name, root / "raw")
         print(f"== {experiment.name} | {args.scale} | {dataset} | {method}"
               + (f" | {experiment.sweep_key}={value}" if value is not None else "") + f" -> {dirs.evaluate}")
         try:
-            metrics = run(cfg, dirs, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
-                          progress=not args.no_progress)
+            run(cfg, dirs, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
+                progress=not args.no_progress)
         except USER_ERRORS as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-        if not is_global_zero():
-            continue
-        results.append(report.RunResult(dataset=dataset, method=method, sweep_value=value, cfg=cfg, dirs=dirs,
-                                        metrics=metrics))
     if not is_global_zero():
         return 0
+    results = []
+    for dataset, method, value, cfg in shown:
+        dirs = run_dirs(cfg, experiment.name, root / "raw")
+        if is_done(dirs.evaluate, "evaluate"):
+            metrics = read_metrics(dirs.evaluate / "metrics.json")
+            results.append(report.RunResult(dataset=dataset, method=method, sweep_value=value, cfg=cfg, dirs=dirs,
+                                            metrics=metrics))
     text = report.write(experiment, args.scale, results, root)
     print(text)
     print(f"[{experiment.name}] finished in {time.time() - start:.0f} s")
