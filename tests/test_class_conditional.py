@@ -62,7 +62,8 @@ def test_ema_is_what_samples_and_is_not_optimised():
 
 
 def test_a_tiny_model_overfits_a_16_image_batch_with_the_training_optimizer():
-    """Loss down 10x within a minute (issue 2), with the module's own LAMB + warmup schedule: a zero-initialised
+    """Loss down 10x (issue 2: within a minute; about 100 steps, 3 s on an idle 2-core machine), with the module's own
+    LAMB + warmup schedule: a zero-initialised
     weight would stall LAMB's trust ratio, which this catches. The batch is fixed, noise draw included (the usual
     "overfit one batch" check of the whole gradient path); losses averaged over 10 steps."""
     torch.manual_seed(0)
@@ -70,7 +71,7 @@ def test_a_tiny_model_overfits_a_16_image_batch_with_the_training_optimizer():
     configured = module.configure_optimizers()
     optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     losses, start = [], time.time()
-    while time.time() - start < 60 and len(losses) < 1000:
+    while len(losses) < 600:  # bounded by steps, not seconds, so a loaded machine is slower but not red
         loss, _ = module.model_step(batch, torch.Generator().manual_seed(0))
         optimizer.zero_grad()
         loss.backward()
