@@ -120,8 +120,9 @@ def render_report(rows: list[dict], load_before: tuple, load_after: tuple, neare
         "k-NN radii (each symmetric block used for both sides), float64 re-check of every decision within the float32 "
         "error bound of a radius (see `benchmarks/manifold.py`); results equal clovaai `prdc` (tests).",
         f"- Load average (1/5/15 min) before: {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, after: "
-        f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}. The machine's cores were shared with other "
-        "jobs while this ran, so the times are upper bounds of what 2 free cores give.",
+        f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} on {os.cpu_count()} cores"
+        + (": other processes shared the cores, so the times are upper bounds of what free cores give."
+           if max(load_before[0], load_after[0]) > (os.cpu_count() or 1) else "."),
         "",
     ]
     return "\n".join(lines)
