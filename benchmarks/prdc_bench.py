@@ -67,7 +67,7 @@ def _gib(b: int) -> str:
     return f"{b / 1024**3:.2f}"
 
 
-def _goal_lines(rows: list[dict]) -> list[str]:
+def _goal_lines(rows: list[dict], matmul_flops: float) -> list[str]:
     """Whether the 50k goal was met, and the work it takes (4 N^2 D flops: symmetric radii for each set, one
     real x fake pass), to compare the measured rate with what free cores do."""
     out = []
@@ -80,15 +80,15 @@ def _goal_lines(rows: list[dict]) -> list[str]:
         out.append(
             f"**50k: {r['seconds']:.0f} s (goal {GOAL_SECONDS} s: {time_ok}); peak RSS {_gib(r['peak_rss_bytes'])} GiB "
             f"(goal 4 GiB: {mem_ok}).** The matmuls alone are {flops:.2e} FLOP; the run sustained "
-            f"{flops / r['seconds'] / 1e9:.0f} GFLOP/s overall, against 95-175 GFLOP/s for a float32 2048 matmul on "
-            f"these 2 cores when free (175 in ASSETS.md; 95 measured here before this run), i.e. about "
-            f"{flops / 175e9 / 60:.1f}-{flops / 95e9 / 60:.1f} min of matmul plus the top-k and comparison passes "
-            f"(about a third of the time in profiles)."
+            f"{flops / r['seconds'] / 1e9:.0f} GFLOP/s overall, against {matmul_flops / 1e9:.0f} GFLOP/s for a float32 "
+            f"2048 matmul measured on this machine just before the run, i.e. at least {flops / matmul_flops / 60:.1f} min "
+            f"of matmul plus the top-k and comparison passes (about a third of the time in profiles)."
         )
     return out
 
 
-def render_report(rows: list[dict], load_before: tuple, load_after: tuple, nearest_k: int) -> str:
+def render_report(rows: list[dict], load_before: tuple, load_after: tuple, nearest_k: int,
+                  matmul_flops: float) -> str:
     cpu = platform.processor() or platform.machine()
     lines = [
         "# Chunked PRDC benchmark",
@@ -111,7 +111,7 @@ def render_report(rows: list[dict], load_before: tuple, load_after: tuple, neare
             f"{_gib(r['baseline_rss_bytes'])} | {_gib(r['peak_rss_bytes'] - r['baseline_rss_bytes'])} | "
             f"{s['precision']:.4f} | {s['recall']:.4f} | {s['density']:.4f} | {s['coverage']:.4f} |"
         )
-    lines += ["", *_goal_lines(rows)]
+    lines += ["", *_goal_lines(rows, matmul_flops)]
     lines += [
         "",
         "- Peak RSS is `ru_maxrss` of the size's subprocess; baseline is the same process after importing torch and "
@@ -146,13 +146,18 @@ def main(argv=None) -> None:
     from cad.io import atomic_write_text
     from cad.paths import results_dir
 
+    import torch
+
+    from benchmarks.throughput import MatmulPeak
+
     load_before = os.getloadavg()
+    matmul_flops = MatmulPeak(torch.device("cpu"), torch.float32)()
     rows = []
     for n in args.sizes:
         row = run_size(n, args.dim, args.dtype, args.nearest_k, args.seed, args.timeout_s)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    report = render_report(rows, load_before, os.getloadavg(), args.nearest_k)
+    report = render_report(rows, load_before, os.getloadavg(), args.nearest_k, matmul_flops)
     output = args.output or results_dir() / "benchmarks" / "prdc.md"
     atomic_write_text(output, report)
     print(f"wrote {output}")
