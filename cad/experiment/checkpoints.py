@@ -14,13 +14,14 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def latest_good_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint with the highest step that torch can read, or None. Unreadable ones are reported and skipped."""
+def latest_good_checkpoint(directory: Path) -> tuple[Path, int] | None:
+    """(path, global step) of the newest checkpoint that torch can read, or None. Unreadable ones (a file truncated
+    by a killed run) are reported and skipped."""
     for path in sorted(directory.glob("*.ckpt"), key=checkpoint_step, reverse=True):
         try:
-            torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # a truncated file from a killed run
+            step = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"]
+        except Exception as err:
             print(f"[train] skipping unreadable checkpoint {path.name}: {type(err).__name__}")
             continue
-        return path
+        return path, int(step)
     return None

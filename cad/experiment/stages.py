@@ -72,10 +72,11 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     data = adapters.datamodule(cfg)
     data.splits  # noqa: B018 -- read the dataset now: a missing one fails before the model is built
     module = build_module(cfg, info.image_shape, info.num_classes)
+    # save_top_k=1 keeps the newest; Lightning deletes the previous one only after the new one is written, so a kill
+    # mid-write leaves a readable checkpoint beside the truncated one.
     checkpoint = ModelCheckpoint(dirpath=dirs.train / "checkpoints", filename="{step}",
-                                 every_n_train_steps=cfg.train.checkpoint_every, save_top_k=-1, save_last=False)
-    resume = latest_good_checkpoint(dirs.train / "checkpoints")
-    start_step = torch.load(resume, map_location="cpu", weights_only=False)["global_step"] if resume else 0
+                                 every_n_train_steps=cfg.train.checkpoint_every, save_top_k=1, save_last=False)
+    resume, start_step = latest_good_checkpoint(dirs.train / "checkpoints") or (None, 0)
     datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size,
                                 total_steps=cfg.train.total_steps, seed=cfg.train.seed, start_step=start_step)
     trainer = L.Trainer(
