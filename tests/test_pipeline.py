@@ -76,3 +76,18 @@ def test_a_missing_dataset_prints_where_it_looked(tmp_path, monkeypatch, capsys)
     assert cli.main(["table5d", "--scale", "paper", "--datasets", "imagenet64", "--methods", "conditional"]) == 1
     err = capsys.readouterr().err
     assert "imagenet64" in err and "Looked in" in err and "To provide it" in err
+
+
+def test_committed_results_render_without_weights_and_a_new_stage_retrains(tmp_path, monkeypatch):
+    """Results are committed with their done markers but without weights or samples (too large for git)."""
+    cfg = resolve("smoke", "mnist", "conditional", TINY)
+    dirs = run_dirs(cfg, "a", tmp_path)
+    for directory, stage in ((dirs.train, "train"), (dirs.sample, "sample"), (dirs.evaluate, "evaluate")):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{stage}.done").write_text("{}")
+    (dirs.evaluate / "metrics.json").write_text('{"fid": 1.5}')
+    monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("a finished evaluation must not train"))
+    assert stages.run(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False) == {"fid": 1.5}
+    monkeypatch.undo()
+    weights = _train(cfg, dirs)  # the done marker without model_ema.pt: trained again, not a FileNotFoundError
+    assert weights and (dirs.train / "model_ema.pt").is_file()

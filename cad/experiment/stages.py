@@ -63,8 +63,13 @@ class _SampleGrid(Callback):
 def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num_nodes: int,
           progress: bool = True) -> None:
     if is_done(dirs.train, "train"):
-        print(f"[train] done already: {dirs.train}")
-        return
+        if (dirs.train / "model_ema.pt").is_file():
+            print(f"[train] done already: {dirs.train}")
+            return
+        # Committed results carry the done markers but not the weights (too large for git): a later stage that
+        # needs the model (a new sampling config) trains it again, from the same seeds.
+        print(f"[train] {dirs.train.name}: done marker but no model_ema.pt here; training again")
+        (dirs.train / "train.done").unlink()
     dirs.train.mkdir(parents=True, exist_ok=True)
     save_config(cfg, dirs.train / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -121,7 +126,7 @@ def _generate(module: ClassConditionalDiffusion, cfg: DictConfig, image_shape, l
 
 
 def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> None:
-    if is_done(dirs.sample, "sample"):
+    if is_done(dirs.sample, "sample") and (dirs.sample / "samples.npz").is_file():
         print(f"[sample] done already: {dirs.sample}")
         return
     dirs.sample.mkdir(parents=True, exist_ok=True)
@@ -168,7 +173,10 @@ def is_global_zero() -> bool:
 def run(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num_nodes: int,
         progress: bool = True) -> dict | None:
     """train (DDP across devices) -> sample (split across the same processes) -> evaluate (rank 0). Returns the
-    metrics on rank 0, None on the other ranks."""
+    metrics on rank 0, None on the other ranks. A finished evaluation needs nothing else: committed results render
+    without the (uncommitted) weights and samples."""
+    if is_done(dirs.evaluate, "evaluate"):
+        return evaluate(cfg, dirs, progress=progress) if is_global_zero() else None
     train(cfg, dirs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, progress=progress)
     sample(cfg, dirs, progress=progress)
     return evaluate(cfg, dirs, progress=progress) if is_global_zero() else None
