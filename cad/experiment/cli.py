@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"unknown method '{method}'; valid: {', '.join(_choices('method'))}")
         every_dataset = scale_datasets(args.scale)
         configs = _configs(experiment, args.scale, args.datasets or every_dataset, methods, list(args.overrides))
-        # The table or figure shows every finished run of the scale, so it can be completed one dataset at a time.
-        shown = _configs(experiment, args.scale, every_dataset, methods, list(args.overrides))
+        # The table or figure shows every finished run of the scale (all datasets, all of the experiment's methods),
+        # so it can be completed one dataset or one method at a time.
+        shown = _configs(experiment, args.scale, every_dataset, experiment.methods, list(args.overrides))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
