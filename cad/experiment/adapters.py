@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.evaluate import ReferenceSet, evaluate_samples
 from benchmarks.features import DomainExtractor, build_inception
-from benchmarks.samples import load_samples, save_samples as _save_samples
+from benchmarks.samples import load_samples
 from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as _write_table
 from cad.data import build_datamodule
 from cad.data.classifiers import classifier_test_accuracy, load_classifier
@@ -65,10 +65,6 @@ def noise_summary(cfg: DictConfig) -> dict:
     return _noise_summary(cfg.dataset, cfg.scale, OmegaConf.to_yaml(cfg.data.noise))
 
 
-def save_samples(path: Path, images: np.ndarray, labels: np.ndarray, seeds: np.ndarray) -> None:
-    _save_samples(path, images, labels, seeds)
-
-
 def _classifier_preprocess(x_uint8: torch.Tensor) -> torch.Tensor:
     """The suite's classifiers take images in [-1, 1], like the diffusion models."""
     return x_uint8.float() / 127.5 - 1.0
@@ -86,10 +82,6 @@ def extractors(cfg: DictConfig) -> tuple[list, DomainExtractor]:
     if unknown:
         raise ValueError(f"evaluate.extractors: unknown {unknown}; valid: {', '.join(built)}")
     return [built[name]() for name in cfg.evaluate.extractors], classifier
-
-
-def extractor_labels(cfg: DictConfig) -> dict:
-    return {"extractors": list(cfg.evaluate.extractors)}
 
 
 def evaluate(cfg: DictConfig, samples_path: Path, *, progress: bool = True) -> dict:

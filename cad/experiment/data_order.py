@@ -31,11 +31,6 @@ class StepBatchSampler(Sampler[list[int]]):
         generator = torch.Generator().manual_seed(self.seed * 7919 + pass_index)
         return torch.randperm(self.num_items, generator=generator)
 
-    def global_batch(self, step: int) -> list[int]:
-        pass_index, position = divmod(step, self.steps_per_pass)
-        start = position * self.global_batch_size
-        return self._permutation(pass_index)[start:start + self.global_batch_size].tolist()
-
     def __iter__(self) -> Iterator[list[int]]:
         permutation, current_pass = None, -1
         for step in range(self.start_step, self.total_steps):

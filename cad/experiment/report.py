@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from cad.experiment import adapters
 from cad.experiment.config import Experiment
-from cad.experiment.runs import RunDirs, read_done
+from cad.experiment.runs import RunDirs
 from cad.io import atomic_path, atomic_write_text
 
 
@@ -41,8 +41,6 @@ def context(scale: str, results: list[RunResult]) -> dict:
         "guidance_scale": first.sample.guidance_scale,
         "backbone": first.backbone.preset,
         "train_steps": first.train.total_steps,
-        "extractors": adapters.extractor_labels(first),
-        "train_wall_s": {f"{r.dataset}/{r.method}": read_done(r.dirs.train, "train").get("wall_s") for r in results},
     }
 
 

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.samples import save_samples
 from cad.experiment import adapters
 from cad.experiment.checkpoints import latest_good_checkpoint
 from cad.experiment.config import save_config
@@ -141,7 +142,7 @@ def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> None:
     if not is_global_zero():
         return
     uint8 = to_uint8(images)
-    adapters.save_samples(dirs.sample / "samples.npz", uint8, np.asarray(labels), np.asarray(seeds))
+    save_samples(dirs.sample / "samples.npz", uint8, np.asarray(labels), np.asarray(seeds))
     atomic_write_json(dirs.sample / "seeds.json", {"rule": "seed = sample.seed * 1e6 + i; label = i % num_classes",
                                                    "seeds": seeds, "labels": labels})
     save_grid(dirs.sample / "grid.png", uint8, np.asarray(labels), info.num_classes, rows=8)
