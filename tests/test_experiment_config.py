@@ -32,6 +32,18 @@ def test_stand_ins_are_recorded():
     assert resolve("paper", "cifar10", "cad").stands_in_for is None
 
 
+def test_figures_run_on_the_paper_dataset_or_its_stand_in():
+    # The paper draws Figure 5(a)/(b) for CAD on ImageNet: imagenet64 at the paper scale, MNIST (its stand-in) below.
+    for name in ("fig5a", "fig5b"):
+        experiment = load_experiment(name)
+        assert scale_datasets("paper", experiment.paper_datasets) == ["imagenet64"]
+        assert scale_datasets("cpu", experiment.paper_datasets) == ["mnist"]
+        assert scale_datasets("smoke", experiment.paper_datasets) == ["mnist"]
+    assert load_experiment("table5d").paper_datasets is None
+    assert scale_datasets("cpu") == ["fashion_mnist", "mnist"]
+    assert scale_datasets("paper", ["CIFAR-10"]) == ["cifar10"]
+
+
 def test_overrides_apply_and_unknown_keys_name_the_valid_ones():
     assert resolve("smoke", "mnist", "cad", ["train.total_steps=3"]).train.total_steps == 3
     with pytest.raises(ConfigError, match="valid keys: .*train.total_steps"):

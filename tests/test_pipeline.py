@@ -69,6 +69,8 @@ def test_bad_override_or_method_exits_with_the_valid_ones(capsys):
     assert "valid keys" in capsys.readouterr().err
     assert cli.main(["table5d", "--scale", "smoke", "--methods", "magic"]) == 2
     assert "valid: baseline, cad" in capsys.readouterr().err
+    assert cli.main(["fig5a", "--scale", "smoke", "--datasets", "fashion_mnist"]) == 2
+    assert "not part of fig5a at scale 'smoke'; valid: mnist" in capsys.readouterr().err
 
 
 def test_a_missing_dataset_prints_where_it_looked(tmp_path, monkeypatch, capsys):

@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             if method not in _choices("method"):
                 raise ConfigError(f"unknown method '{method}'; valid: {', '.join(_choices('method'))}")
-        every_dataset = scale_datasets(args.scale)
+        every_dataset = scale_datasets(args.scale, experiment.paper_datasets)
+        for dataset in args.datasets or []:
+            if dataset not in every_dataset:
+                raise ConfigError(f"dataset '{dataset}' is not part of {args.experiment} at scale '{args.scale}'; "
+                                  f"valid: {', '.join(every_dataset)}")
         configs = _configs(experiment, args.scale, args.datasets or every_dataset, methods, list(args.overrides))
         # The table or figure shows every finished run of the scale (all datasets, all of the experiment's methods),
         # so it can be completed one dataset or one method at a time.

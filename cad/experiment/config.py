@@ -42,6 +42,7 @@ class Experiment:
     methods: list[str]
     sweep_key: str | None
     sweep_values: list[float]
+    paper_datasets: list[str] | None = None  # the paper's datasets it covers (None: all of the scale's)
 
 
 def load_experiment(name: str) -> Experiment:
@@ -52,6 +53,7 @@ def load_experiment(name: str) -> Experiment:
         methods=list(cfg.methods),
         sweep_key=sweep.key if sweep else None,
         sweep_values=list(sweep["values"]) if sweep else [],
+        paper_datasets=list(cfg.paper_datasets) if cfg.get("paper_datasets") else None,
     )
 
 
@@ -59,8 +61,19 @@ def experiment_choices() -> list[str]:
     return _choices("paper")
 
 
-def scale_datasets(scale: str) -> list[str]:
-    return list(load_group("scale", scale).datasets.keys())
+def _paper_name(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def scale_datasets(scale: str, paper_datasets: list[str] | None = None) -> list[str]:
+    """The scale's datasets; with ``paper_datasets``, only those that are (or stand in for) one of them, so a
+    figure the paper draws on ImageNet runs on imagenet64 at the paper scale and on its stand-in (MNIST) below it."""
+    datasets = load_group("scale", scale).datasets
+    if paper_datasets is None:
+        return list(datasets.keys())
+    wanted = {_paper_name(d) for d in paper_datasets}
+    return [name for name, section in datasets.items()
+            if _paper_name(section.get("stands_in_for") or name) in wanted]
 
 
 def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
