@@ -160,3 +160,18 @@ def test_corrupt_noisy_label_cache_is_rebuilt():
     again = make_noisy_labels("toy", clean, 10, config, fingerprint="f")
     assert torch.equal(first.labels, again.labels)
     assert math.isclose(again.stats["mean_coherence"], first.stats["mean_coherence"])
+
+
+def test_coherence_by_class_reports_who_owns_the_high_coherence_samples():
+    from cad.data.noise import coherence_by_class
+
+    # class 0: coherence 0.9 (all kept, owns the top), class 1: 0.2 (none kept), class 2: half 0.6, half 0.1
+    clean = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)
+    coherence = torch.tensor([0.9] * 10 + [0.2] * 10 + [0.6] * 5 + [0.1] * 5)
+    noisy = clean.clone()
+    noisy[0] = 2  # one top sample carries a wrong label: the top share is counted by the noisy label
+    rows = coherence_by_class(coherence, clean, noisy, num_classes=3, threshold=0.5, top_fraction=0.3)
+    assert [round(r["mean_coherence"], 6) for r in rows] == [0.9, 0.2, 0.35]
+    assert [r["kept_by_filter"] for r in rows] == [1.0, 0.0, 0.5]
+    assert rows[0]["share_of_top"] == pytest.approx(0.9) and rows[2]["share_of_top"] == pytest.approx(0.1)
+    assert rows[1]["share_of_top"] == 0.0

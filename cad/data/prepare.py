@@ -10,9 +10,12 @@ import json
 import logging
 import time
 
+import numpy as np
+import torch
+
 from cad.data.classifiers import ROLES, classifier_id, classifier_test_accuracy, load_classifier
 from cad.data.datamodule import noisy_training_labels
-from cad.data.noise import AUTHORS_SEED, DEFAULT_TARGET_RELABEL_ACCURACY, PROTOCOLS, NoiseConfig
+from cad.data.noise import AUTHORS_SEED, DEFAULT_TARGET_RELABEL_ACCURACY, PROTOCOLS, NoiseConfig, coherence_by_class
 from cad.data.registry import DATASETS, get_spec
 from cad.data.sources import load_splits
 
@@ -47,13 +50,25 @@ def main(argv: list[str] | None = None) -> dict:
                          temperature=args.temperature, seed=args.seed, classifier_scale=args.scale,
                          cifar_n_labels=args.cifar_n_labels)
     start = time.time()
-    noisy = noisy_training_labels(spec, load_splits(spec.source, args.root)["train"], config, root=args.root)
+    train = load_splits(spec.source, args.root)["train"]
+    noisy = noisy_training_labels(spec, train, config, root=args.root)
     keys = ("protocol", "temperature", "target_relabel_accuracy", "expected_relabel_accuracy", "relabel_accuracy",
             "mean_coherence", "noise_classifier_train_accuracy", "seed")
     report["noise"] = {k: noisy.stats.get(k) for k in keys}
     report["noise"].update(cache=str(noisy.directory), seconds=round(time.time() - start, 1))
+    clean = torch.as_tensor(np.asarray(train.labels), dtype=torch.long)
+    report["coherence_by_class"] = coherence_by_class(noisy.coherence, clean, noisy.labels, len(spec.class_names))
     print(json.dumps(report, indent=2))
+    print(format_coherence_by_class(report["coherence_by_class"], spec.class_names))
     return report
+
+
+def format_coherence_by_class(rows: list[dict], class_names) -> str:
+    lines = ["| class | mean coherence | kept by Filtered (c >= 0.5) | share of the 1% most coherent |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {class_names[r['class']]} | {r['mean_coherence']:.3f} | {r['kept_by_filter']:.1%} | "
+              f"{r['share_of_top']:.1%} |" for r in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
