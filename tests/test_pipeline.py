@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cad.experiment import cli, stages
-from cad.experiment.config import resolve
+from cad.experiment.config import load_experiment, resolve
 from cad.experiment.runs import is_done, run_dirs
 from cad.tasks.class_conditional import ClassConditionalDiffusion
 
@@ -69,8 +69,16 @@ def test_bad_override_or_method_exits_with_the_valid_ones(capsys):
     assert "valid keys" in capsys.readouterr().err
     assert cli.main(["table5d", "--scale", "smoke", "--methods", "magic"]) == 2
     assert "valid: baseline, cad" in capsys.readouterr().err
-    assert cli.main(["fig5a", "--scale", "smoke", "--datasets", "fashion_mnist"]) == 2
-    assert "not part of fig5a at scale 'smoke'; valid: mnist" in capsys.readouterr().err
+    assert cli.main(["fig5a", "--scale", "smoke", "--datasets", "cifar10"]) == 2
+    assert "not part of scale 'smoke'; valid: fashion_mnist, mnist" in capsys.readouterr().err
+
+
+def test_figures_default_to_the_paper_dataset_and_show_any_dataset_asked_for():
+    fig5a, table5d = load_experiment("fig5a"), load_experiment("table5d")
+    assert cli.experiment_datasets(fig5a, "cpu", None) == (["mnist"], ["mnist"])
+    assert cli.experiment_datasets(fig5a, "cpu", ["fashion_mnist"]) == (["fashion_mnist"], ["mnist", "fashion_mnist"])
+    assert cli.experiment_datasets(table5d, "cpu", ["mnist"]) == (["mnist"], ["fashion_mnist", "mnist"])
+    assert cli.experiment_datasets(table5d, "paper", None) == (["cifar10", "imagenet64"],) * 2
 
 
 def test_a_missing_dataset_prints_where_it_looked(tmp_path, monkeypatch, capsys):

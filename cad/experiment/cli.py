@@ -55,6 +55,19 @@ def _configs(experiment, scale: str, datasets: list[str], methods: list[str], ov
             for d in datasets for m in methods for v in sweep]
 
 
+def experiment_datasets(experiment, scale: str, requested: list[str] | None) -> tuple[list[str], list[str]]:
+    """(datasets to run, datasets the table or figure shows). By default an experiment runs on the paper's datasets
+    it covers (the figures: ImageNet or its stand-in); ``--datasets`` may name any dataset of the scale, which the
+    output then shows as well."""
+    default = scale_datasets(scale, experiment.paper_datasets)
+    every = scale_datasets(scale)
+    unknown = [d for d in requested or [] if d not in every]
+    if unknown:
+        raise ConfigError(f"dataset '{unknown[0]}' is not part of scale '{scale}'; valid: {', '.join(every)}")
+    shown = default + [d for d in every if d in (requested or []) and d not in default]
+    return list(requested or default), shown
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -63,15 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             if method not in _choices("method"):
                 raise ConfigError(f"unknown method '{method}'; valid: {', '.join(_choices('method'))}")
-        every_dataset = scale_datasets(args.scale, experiment.paper_datasets)
-        for dataset in args.datasets or []:
-            if dataset not in every_dataset:
-                raise ConfigError(f"dataset '{dataset}' is not part of {args.experiment} at scale '{args.scale}'; "
-                                  f"valid: {', '.join(every_dataset)}")
-        configs = _configs(experiment, args.scale, args.datasets or every_dataset, methods, list(args.overrides))
-        # The table or figure shows every finished run of the scale (all datasets, all of the experiment's methods),
-        # so it can be completed one dataset or one method at a time.
-        shown = _configs(experiment, args.scale, every_dataset, experiment.methods, list(args.overrides))
+        run_datasets, shown_datasets = experiment_datasets(experiment, args.scale, args.datasets)
+        configs = _configs(experiment, args.scale, run_datasets, methods, list(args.overrides))
+        # The table or figure shows every finished run of its datasets, all of the experiment's methods, so it can be
+        # completed one dataset or one method at a time.
+        shown = _configs(experiment, args.scale, shown_datasets, experiment.methods, list(args.overrides))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
