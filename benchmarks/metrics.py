@@ -121,6 +121,16 @@ def accuracy(logits_or_preds, requested_labels) -> float:
     return float(np.mean(preds.astype(np.int64) == labels.astype(np.int64)))
 
 
+def predicted_class_shares(logits_or_preds, num_classes: int) -> np.ndarray:
+    """(num_classes,) share of the samples the evaluation classifier puts in each class, whatever was requested:
+    a generator collapsing onto a few classes shows here before it shows in the accuracy."""
+    preds = np.asarray(logits_or_preds)
+    preds = preds.argmax(axis=1) if preds.ndim == 2 else preds
+    if preds.ndim != 1 or preds.shape[0] == 0:
+        raise ValueError(f"expected (N, C) logits or (N,) predictions with N > 0, got shape {np.shape(logits_or_preds)}")
+    return np.bincount(preds.astype(np.int64), minlength=num_classes)[:num_classes] / preds.shape[0]
+
+
 def clip_score_from_embeddings(image_embeddings, text_embeddings) -> float:
     """CLIPScore (Hessel et al. 2021, torchmetrics' convention): mean over pairs of ``100 * max(cos(i, t), 0)``."""
     img = as_feature_matrix(image_embeddings, "image_embeddings")

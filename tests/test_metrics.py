@@ -127,3 +127,14 @@ def test_mean_iou_hand_example():
     assert mean_iou(preds, target, num_classes=3) == pytest.approx((0.6 + 0.8 + 0.75) / 3)
     logits = np.eye(3)[preds].transpose(0, 3, 1, 2)  # (N, C, H, W) one-hot logits give the same answer
     assert mean_iou(logits, target, num_classes=3) == pytest.approx((0.6 + 0.8 + 0.75) / 3)
+
+
+def test_predicted_class_shares_counts_every_class_and_rejects_empty_input():
+    from benchmarks.metrics import predicted_class_shares
+
+    shares = predicted_class_shares(np.array([1, 1, 1, 0]), num_classes=3)
+    np.testing.assert_allclose(shares, [0.25, 0.75, 0.0])
+    logits = np.array([[0.1, 2.0], [3.0, 0.0]])
+    np.testing.assert_allclose(predicted_class_shares(logits, num_classes=2), [0.5, 0.5])
+    with pytest.raises(ValueError, match="N > 0"):
+        predicted_class_shares(np.array([], dtype=np.int64), num_classes=3)
