@@ -10,7 +10,6 @@ import json
 import logging
 import time
 
-import numpy as np
 import torch
 
 from cad.data.classifiers import ROLES, classifier_id, classifier_test_accuracy, load_classifier
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
             "mean_coherence", "noise_classifier_train_accuracy", "seed")
     report["noise"] = {k: noisy.stats.get(k) for k in keys}
     report["noise"].update(cache=str(noisy.directory), seconds=round(time.time() - start, 1))
-    clean = torch.as_tensor(np.asarray(train.labels), dtype=torch.long)
+    clean = torch.from_numpy(train.labels)
     report["coherence_by_class"] = coherence_by_class(noisy.coherence, clean, noisy.labels, len(spec.class_names))
     print(json.dumps(report, indent=2))
     print(format_coherence_by_class(report["coherence_by_class"], spec.class_names))

@@ -65,7 +65,7 @@ def noise_summary(cfg: DictConfig) -> dict:
     return _noise_summary(cfg.dataset, cfg.scale, OmegaConf.to_yaml(cfg.data.noise))
 
 
-def _classifier_preprocess(x_uint8: torch.Tensor) -> torch.Tensor:
+def classifier_preprocess(x_uint8: torch.Tensor) -> torch.Tensor:
     """The suite's classifiers take images in [-1, 1], like the diffusion models."""
     return x_uint8.float() / 127.5 - 1.0
 
@@ -74,7 +74,7 @@ def extractors(cfg: DictConfig) -> tuple[list, DomainExtractor]:
     """The feature extractors of ``evaluate.extractors`` in order (the first gives the headline metrics) and the
     evaluation classifier, which is never the network that made the label noise."""
     classifier = DomainExtractor(load_classifier(cfg.dataset, "eval", scale=cfg.scale),
-                                 f"{cfg.dataset}-eval-classifier-{cfg.scale}", preprocess=_classifier_preprocess,
+                                 f"{cfg.dataset}-eval-classifier-{cfg.scale}", preprocess=classifier_preprocess,
                                  with_logits=True, tag="domain")
     built = {"inception": lambda: build_inception(autocast_bf16=cfg.evaluate.autocast_bf16),
              "classifier": lambda: classifier}

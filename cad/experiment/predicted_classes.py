@@ -16,13 +16,13 @@ from benchmarks.metrics import accuracy, predicted_class_shares
 from benchmarks.samples import load_samples
 from cad.data.classifiers import load_classifier
 from cad.data.registry import get_spec
-from cad.experiment.adapters import _classifier_preprocess
+from cad.experiment.adapters import classifier_preprocess
 
 
 @torch.no_grad()
 def classify(images_nhwc: np.ndarray, network: torch.nn.Module, batch_size: int = 250) -> np.ndarray:
     x = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2)
-    return torch.cat([network(_classifier_preprocess(x[i:i + batch_size])).argmax(1)
+    return torch.cat([network(classifier_preprocess(x[i:i + batch_size])).argmax(1)
                       for i in range(0, len(x), batch_size)]).numpy()
 
 
