@@ -101,3 +101,62 @@ def test_committed_results_render_without_weights_and_a_new_stage_retrains(tmp_p
     monkeypatch.undo()
     weights = _train(cfg, dirs)  # the done marker without model_ema.pt: trained again, not a FileNotFoundError
     assert weights and (dirs.train / "model_ema.pt").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["table5d", "sample.sampler=ddmp"], "sample.sampler='ddmp' is not valid; valid: ddim, ddpm"),
+    (["table5d", "--methods", "baseline", "sample.guidance_scale=1"], "has no guided branch"),
+    (["fig5b", "sample.guidance_scale=2"], "fig5b sweeps sample.guidance_scale"),
+    (["table5d", "train.precision=fp16"], "valid: auto, 32-true, bf16-mixed"),
+])
+def test_bad_values_are_refused_before_any_run_folder_exists(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CAD_RESULTS", str(tmp_path))
+    assert cli.main(argv[:1] + ["--scale", "smoke"] + argv[1:]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_typo_in_a_dataset_section_names_the_valid_keys(tmp_path, monkeypatch):
+    from cad.experiment import config
+
+    (tmp_path / "scale").mkdir()
+    (tmp_path / "defaults.yaml").write_text((config.EXPERIMENTS_DIR / "defaults.yaml").read_text())
+    (tmp_path / "scale" / "odd.yaml").write_text("scale: odd\ndatasets:\n  mnist: {trian: {lr: 1.0}}\n")
+    monkeypatch.setattr(config, "EXPERIMENTS_DIR", tmp_path)
+    with pytest.raises(config.ConfigError, match=r"datasets\.mnist.*trian.*valid keys: .*train\.lr"):
+        config.resolve("odd", "mnist", "cad")
+
+
+def test_sampling_and_evaluation_follow_the_run_device(tmp_path, monkeypatch):
+    """The sample stage puts the model on the run's device and samples there; evaluation gets the same device."""
+    cfg = resolve("smoke", "mnist", "conditional", TINY + ["sample.num_samples=4", "sample.batch_size=4",
+                                                           "sample.steps=2"])
+    dirs = run_dirs(cfg, "dev", tmp_path)
+    _train(cfg, dirs)
+    seen = {}
+    original_generate = stages.generate_distributed
+
+    def spy(model, labels, seeds, **kwargs):
+        seen["model"] = next(model.parameters()).device
+        seen["device"] = torch.device(kwargs["device"])
+        seen["precision"] = kwargs["precision"]
+        return original_generate(model, labels, seeds, **kwargs)
+
+    monkeypatch.setattr(stages, "generate_distributed", spy)
+    stages.sample(cfg, dirs, progress=False, accelerator="cpu")
+    assert seen == {"model": torch.device("cpu"), "device": torch.device("cpu"), "precision": cfg.sample.precision}
+    module = stages.load_sampling_model(cfg, dirs, (1, 28, 28), 10, device="meta")
+    assert {p.device.type for p in module.parameters()} == {"meta"}
+
+
+@pytest.mark.gpu
+def test_every_stage_runs_on_the_gpu(tmp_path):
+    cfg = resolve("smoke", "mnist", "conditional", TINY + ["sample.num_samples=8", "sample.batch_size=8"],
+                  accelerator="gpu")
+    assert cfg.train.precision == "bf16-mixed"
+    dirs = run_dirs(cfg, "gpu", tmp_path)
+    metrics = stages.run(cfg, dirs, accelerator="gpu", devices=1, num_nodes=1, progress=False)
+    assert stages.run_device("gpu").type == "cuda" and "fid" in metrics
+    module = stages.load_sampling_model(cfg, dirs, (1, 28, 28), 10, device=stages.run_device("gpu"))
+    assert {p.device.type for p in module.parameters()} == {"cuda"}

@@ -44,13 +44,16 @@ def _seeded_rows(n: int, size: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:size])
 
 
-def train_classifier(model: nn.Module, train: ImageArrays, recipe: TrainRecipe, *, desc: str = "train") -> nn.Module:
-    """Cross-entropy training on the clean labels; images go in as [-1, 1] floats (the model preprocesses)."""
+def train_classifier(model: nn.Module, train: ImageArrays, recipe: TrainRecipe, *, desc: str = "train",
+                     device: str | torch.device = "cpu") -> nn.Module:
+    """Cross-entropy training on the clean labels, on ``device``; images go in as [-1, 1] floats (the model
+    preprocesses). The data order and flips come from a CPU generator, so they do not depend on the device."""
     torch.manual_seed(recipe.seed)
     rows = _seeded_rows(len(train), recipe.train_subset, recipe.seed)
     images = torch.from_numpy(train.images[rows])
     labels = torch.from_numpy(train.labels[rows])
     steps_per_epoch = max(1, len(rows) // recipe.batch_size)
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.max_lr, weight_decay=recipe.weight_decay)
     total_steps = recipe.epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.max_lr, total_steps=total_steps)
@@ -65,7 +68,7 @@ def train_classifier(model: nn.Module, train: ImageArrays, recipe: TrainRecipe, 
                 if recipe.hflip:
                     flip = torch.rand(len(batch), generator=generator) < 0.5
                     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-                loss = F.cross_entropy(model(x), labels[batch])
+                loss = F.cross_entropy(model(x.to(device)), labels[batch].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -75,22 +75,24 @@ def build_small_classifier(dataset: str, role: str) -> Classifier:
                       num_classes=spec.num_classes)
 
 
-def _small_classifier(dataset: str, role: str, scale: str, root: str | Path | None) -> tuple[Classifier, dict]:
+def _small_classifier(dataset: str, role: str, scale: str, root: str | Path | None,
+                      device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
     arch = SMALL_ARCH_BY_ROLE[role]
     recipe = recipe_for(scale, arch, dataset)
     expected = {"dataset": dataset, "role": role, "arch": arch, "scale": scale, **recipe_meta(recipe)}
 
     def fit(model: nn.Module) -> float:
         splits = load_splits(get_spec(dataset).source, root)
-        train_classifier(model, splits["train"], recipe, desc=f"{dataset}/{role} {arch} ({scale})")
-        return test_accuracy(model, splits["test"], limit=recipe.test_subset)
+        train_classifier(model, splits["train"], recipe, desc=f"{dataset}/{role} {arch} ({scale})", device=device)
+        return test_accuracy(model, splits["test"], limit=recipe.test_subset, device=device)
 
     return load_or_train(cache_path(dataset, role, scale), expected, lambda: build_small_classifier(dataset, role), fit)
 
 
 def load_classifier(dataset: str, role: str, *, scale: str, device: str = "cpu", root: str | Path | None = None,
                     pretrained: bool = True, weights: str | Path | None = None) -> Classifier:
-    """The ``role`` ("noise" or "eval") classifier of ``dataset`` at ``scale``, in eval mode on ``device``.
+    """The ``role`` ("noise" or "eval") classifier of ``dataset`` at ``scale``, in eval mode on ``device`` (where it
+    is also trained, on first use).
 
     ``forward(x)`` takes images in [-1, 1] at the dataset's resolution and returns logits; ``features(x)`` returns
     the penultimate features. cpu/smoke: trained on first use (data from ``root`` or the usual places) and cached.
@@ -101,7 +103,7 @@ def load_classifier(dataset: str, role: str, *, scale: str, device: str = "cpu",
     if scale == "paper":
         model = build_paper_classifier(dataset, role, spec.num_classes, pretrained=pretrained, weights=weights)
     else:
-        model, _ = _small_classifier(dataset, role, scale, root)
+        model, _ = _small_classifier(dataset, role, scale, root, device)
     return model.to(device).eval()
 
 

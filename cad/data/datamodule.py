@@ -28,8 +28,9 @@ LABEL_MODES = ("clean", "noisy")
 
 
 def noisy_training_labels(spec: DatasetSpec, train: ImageArrays, config: NoiseConfig, *,
-                          root: str | Path | None = None) -> NoisyLabels:
-    """Noisy labels for ``spec``'s training split under ``config``, training the noise classifier if needed."""
+                          root: str | Path | None = None, device: str | torch.device = "cpu") -> NoisyLabels:
+    """Noisy labels for ``spec``'s training split under ``config``, training the noise classifier (on ``device``)
+    if needed."""
     from cad.data.classifier_training import predict_logits
     from cad.data.classifiers import classifier_id, load_classifier
 
@@ -40,8 +41,8 @@ def noisy_training_labels(spec: DatasetSpec, train: ImageArrays, config: NoiseCo
         classifier = classifier_id(spec.name, "noise", config.classifier_scale)
 
         def logits_fn() -> torch.Tensor:
-            model = load_classifier(spec.name, "noise", scale=config.classifier_scale, root=root)
-            return predict_logits(model, train.images, desc=f"{spec.name} noise logits")
+            model = load_classifier(spec.name, "noise", scale=config.classifier_scale, root=root, device=device)
+            return predict_logits(model, train.images, desc=f"{spec.name} noise logits", device=device)
 
     if config.protocol == "cifar_n":
         from cad.data.cifar_n import load_cifar_n
@@ -60,7 +61,7 @@ def noisy_training_labels(spec: DatasetSpec, train: ImageArrays, config: NoiseCo
 class ImageDataModule(L.LightningDataModule):
     def __init__(self, spec: DatasetSpec, *, root: str | Path | None, batch_size: int, num_workers: int,
                  labels: str, noise: NoiseConfig | None, filter_threshold: float | None, subset: int | None,
-                 seed: int):
+                 seed: int, device: str | torch.device = "cpu"):
         super().__init__()
         if labels not in LABEL_MODES:
             raise ValueError(f"labels={labels!r}; allowed: {', '.join(LABEL_MODES)}")
@@ -68,6 +69,7 @@ class ImageDataModule(L.LightningDataModule):
         self.root = root
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.device = torch.device(device)  # where the noise classifier runs (and trains, on first use)
         self.labels = labels
         self.noise = noise if noise is not None or labels == "clean" else NoiseConfig()
         self.filter_threshold = filter_threshold
@@ -113,14 +115,14 @@ class ImageDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Download if needed and build the cached noisy labels once, before any worker or rank reads them."""
         if self.labels == "noisy":
-            noisy_training_labels(self.spec, self.splits["train"], self.noise, root=self.root)
+            noisy_training_labels(self.spec, self.splits["train"], self.noise, root=self.root, device=self.device)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         dataset = LabelledImages.from_arrays(self.splits["train"])
         if self.labels == "noisy":
-            noisy = noisy_training_labels(self.spec, self.splits["train"], self.noise, root=self.root)
+            noisy = noisy_training_labels(self.spec, self.splits["train"], self.noise, root=self.root, device=self.device)
             self.noise_stats = noisy.stats
             dataset = dataset.with_labels(noisy.labels, noisy.coherence)
         dataset = seeded_subset(dataset, self.subset, self.seed)
@@ -131,7 +133,8 @@ class ImageDataModule(L.LightningDataModule):
     def _loader(self, dataset: LabelledImages, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          generator=generator, drop_last=False, persistent_workers=self.num_workers > 0)
+                          generator=generator, drop_last=False, persistent_workers=self.num_workers > 0,
+                          pin_memory=self.device.type == "cuda")
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
@@ -143,14 +146,15 @@ class ImageDataModule(L.LightningDataModule):
 
 def build_datamodule(name: str, *, root: str | Path | None = None, batch_size: int, num_workers: int = 0,
                      labels: str = "clean", noise: NoiseConfig | None = None, filter_threshold: float | None = None,
-                     subset: int | None = None, seed: int = 0) -> ImageDataModule:
+                     subset: int | None = None, seed: int = 0, device: str | torch.device = "cpu") -> ImageDataModule:
     """The datamodule for ``name`` (one of ``DATASETS``).
 
     ``labels``: "clean" or "noisy" (``noise`` configures the protocol; default ``NoiseConfig()``);
     ``filter_threshold``: keep only training samples with coherence >= it (the Filtered baseline; 0.5 there);
-    ``subset``: a fixed seeded subset of the training set (smoke runs); ``seed``: subset and shuffling.
+    ``subset``: a fixed seeded subset of the training set (smoke runs); ``seed``: subset and shuffling;
+    ``device``: where the noise classifier runs; batches are pinned for it when it is a GPU.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
     return ImageDataModule(get_spec(name), root=root, batch_size=batch_size, num_workers=num_workers, labels=labels,
-                           noise=noise, filter_threshold=filter_threshold, subset=subset, seed=seed)
+                           noise=noise, filter_threshold=filter_threshold, subset=subset, seed=seed, device=device)

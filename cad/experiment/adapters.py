@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -40,29 +39,22 @@ def noise_config(cfg: DictConfig) -> NoiseConfig:
     return NoiseConfig(**OmegaConf.to_container(cfg.data.noise), classifier_scale=cfg.scale)
 
 
-def datamodule(cfg: DictConfig):
-    """The dataset module of a run: the method's labels (clean or noisy), its Filtered view, the scale's subset."""
+def datamodule(cfg: DictConfig, device: str | torch.device = "cpu"):
+    """The dataset module of a run: the method's labels (clean or noisy), its Filtered view, the scale's subset;
+    its noise classifier on ``device``."""
     method = cfg.method
-    return build_datamodule(cfg.dataset, batch_size=cfg.data.batch_size, labels=method.labels,
-                            noise=noise_config(cfg) if method.labels == "noisy" else None,
-                            filter_threshold=method.filter_threshold, subset=cfg.data.subset, seed=cfg.train.seed)
+    return build_datamodule(cfg.dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+                            labels=method.labels, noise=noise_config(cfg) if method.labels == "noisy" else None,
+                            filter_threshold=method.filter_threshold, subset=cfg.data.subset, seed=cfg.train.seed,
+                            device=device)
 
 
-@lru_cache(maxsize=8)
-def _noise_summary(dataset: str, scale: str, noise_yaml: str) -> dict:
-    cfg = OmegaConf.create({"dataset": dataset, "scale": scale, "data": {"noise": OmegaConf.create(noise_yaml),
-                                                                           "batch_size": 1, "subset": None},
-                            "method": {"labels": "noisy", "filter_threshold": None}, "train": {"seed": 0}})
-    module = datamodule(cfg)
-    module.setup("fit")
-    stats = module.noise_stats
+def noise_summary(stats: dict) -> dict:
+    """What a table says about a run's label noise, from the noisy labels' statistics: the protocol, its temperature
+    (None where the protocol has none) and the measured relabelling accuracy. The train stage writes it to the run's
+    ``noise.json``, so a table renders from files and never rebuilds the labels."""
     return {"protocol": stats.get("protocol"), "temperature": stats.get("temperature"),
             "relabel_accuracy": stats.get("relabel_accuracy")}
-
-
-def noise_summary(cfg: DictConfig) -> dict:
-    """The noise temperature and the measured relabelling accuracy of a run's dataset (from the cached labels)."""
-    return _noise_summary(cfg.dataset, cfg.scale, OmegaConf.to_yaml(cfg.data.noise))
 
 
 def classifier_preprocess(x_uint8: torch.Tensor) -> torch.Tensor:
@@ -70,13 +62,15 @@ def classifier_preprocess(x_uint8: torch.Tensor) -> torch.Tensor:
     return x_uint8.float() / 127.5 - 1.0
 
 
-def extractors(cfg: DictConfig) -> tuple[list, DomainExtractor]:
+def extractors(cfg: DictConfig, device: str | torch.device = "cpu") -> tuple[list, DomainExtractor]:
     """The feature extractors of ``evaluate.extractors`` in order (the first gives the headline metrics) and the
-    evaluation classifier, which is never the network that made the label noise."""
-    classifier = DomainExtractor(load_classifier(cfg.dataset, "eval", scale=cfg.scale),
+    evaluation classifier, which is never the network that made the label noise; all on ``device``, the Inception
+    in ``evaluate.precision``."""
+    classifier = DomainExtractor(load_classifier(cfg.dataset, "eval", scale=cfg.scale, device=device),
                                  f"{cfg.dataset}-eval-classifier-{cfg.scale}", preprocess=classifier_preprocess,
-                                 with_logits=True, tag="domain")
-    built = {"inception": lambda: build_inception(autocast_bf16=cfg.evaluate.autocast_bf16),
+                                 with_logits=True, tag="domain", device=device)
+    bf16 = cfg.evaluate.precision == "bf16-mixed"
+    built = {"inception": lambda: build_inception(autocast_bf16=bf16, device=device),
              "classifier": lambda: classifier}
     unknown = [e for e in cfg.evaluate.extractors if e not in built]
     if unknown:
@@ -84,13 +78,13 @@ def extractors(cfg: DictConfig) -> tuple[list, DomainExtractor]:
     return [built[name]() for name in cfg.evaluate.extractors], classifier
 
 
-def evaluate(cfg: DictConfig, samples_path: Path, *, progress: bool = True) -> dict:
+def evaluate(cfg: DictConfig, samples_path: Path, *, progress: bool = True, device: str | torch.device = "cpu") -> dict:
     module = build_datamodule(cfg.dataset, batch_size=1)
     test = module.splits["test"]
     n = min(cfg.evaluate.reference_size, len(test))
     reference = ReferenceSet(cfg.dataset, "test", test.images.shape[-1], n,
                              lambda: np.ascontiguousarray(test.images[:n].transpose(0, 2, 3, 1)))
-    feature_extractors, classifier = extractors(cfg)
+    feature_extractors, classifier = extractors(cfg, device)
     metrics = evaluate_samples(load_samples(samples_path), reference=reference, extractors=feature_extractors,
                                classifier=classifier, prdc_protocol=cfg.evaluate.prdc_protocol,
                                nearest_k=cfg.evaluate.nearest_k, batch_size=cfg.evaluate.batch_size,
@@ -103,7 +97,7 @@ def read_metrics(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def write_table(name: str, results: list, context: dict, directory: Path) -> str:
+def write_table(name: str, results: list, notes: dict, directory: Path) -> str:
     """Render Table 5(d) with our rows beside the paper's; returns the Markdown."""
     spec = get_table_spec(name)
     cells: dict = {}
@@ -113,20 +107,6 @@ def write_table(name: str, results: list, context: dict, directory: Path) -> str
         cells.setdefault(block, {})[r.method] = {k: v for k, v in r.metrics.items() if k != "meta"}
         stand_in = r.cfg.stands_in_for
         block_labels[block] = f"{PRETTY[r.dataset]} (stand-in for {stand_in})" if stand_in else PRETTY[r.dataset]
-    first = results[0]
-    meta = first.metrics.get("meta", {})
-    notes = {"scale": context["scale"]}
-    for dataset, info in context["datasets"].items():
-        notes[f"noise ({PRETTY[dataset]})"] = (f"{info['protocol']}, temperature {info['temperature']:.3g}, "
-                                               f"relabelling accuracy {info['relabel_accuracy']:.3f}")
-    notes["samples"] = (f"{context['num_samples']} generated vs {meta.get('num_reference', context['reference_size'])}"
-                        f" real test images per row (paper: 50k)")
-    notes["sampler"] = f"{context['sampler']}; guidance scale {context['guidance_scale']}; coherence 1, true labels"
-    notes["backbone"] = f"{context['backbone']}, {context['train_steps']} training steps"
-    notes["features"] = ", ".join(f"{k}: {v}" for k, v in meta.get("extractors", {}).items())
-    if "classifier" in meta:
-        notes["accuracy"] = (f"{meta['classifier']} (test accuracy {meta.get('eval_classifier_test_accuracy', 0):.4f});"
-                             " not the network that made the noise")
     outputs = render_table(spec, cells, context={"block_labels": block_labels, "blocks": list(block_labels),
                                                  "notes": notes})
     _write_table(outputs, directory, name)

@@ -33,7 +33,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scale", default="cpu", help="smoke (CI), cpu (offline reproduction, default) or paper")
     parser.add_argument("--datasets", nargs="+", help="subset of the scale's datasets (default: all of them)")
     parser.add_argument("--methods", nargs="+", help="subset of the experiment's methods (default: all of them)")
-    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"),
+                        help="Lightning accelerator (auto: the GPU if there is one); precision 'auto' follows it")
     parser.add_argument("--devices", type=int, default=1, help="devices per node (DDP when more than one)")
     parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (CI logs)")
@@ -49,9 +50,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _configs(experiment, scale: str, datasets: list[str], methods: list[str], overrides: list[str]) -> list:
+def _configs(experiment, scale: str, datasets: list[str], methods: list[str], overrides: list[str],
+             args: argparse.Namespace) -> list:
+    """(dataset, method, sweep value, resolved config) of every run; a user override of the swept key is refused."""
+    swept = [o for o in overrides if o.split("=", 1)[0] == experiment.sweep_key]
+    if swept:
+        raise ConfigError(f"{swept[0]}: {experiment.name} sweeps {experiment.sweep_key} over "
+                          f"{experiment.sweep_values}; valid: leave {experiment.sweep_key} out of the overrides")
     sweep = experiment.sweep_values or [None]
-    return [(d, m, v, resolve(scale, d, m, overrides + ([f"{experiment.sweep_key}={v}"] if v is not None else [])))
+    return [(d, m, v, resolve(scale, d, m, overrides + ([f"{experiment.sweep_key}={v}"] if v is not None else []),
+                              accelerator=args.accelerator, devices=args.devices))
             for d in datasets for m in methods for v in sweep]
 
 
@@ -77,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             if method not in _choices("method"):
                 raise ConfigError(f"unknown method '{method}'; valid: {', '.join(_choices('method'))}")
         run_datasets, shown_datasets = experiment_datasets(experiment, args.scale, args.datasets)
-        configs = _configs(experiment, args.scale, run_datasets, methods, list(args.overrides))
+        configs = _configs(experiment, args.scale, run_datasets, methods, list(args.overrides), args)
         # The table or figure shows every finished run of its datasets, all of the experiment's methods, so it can be
         # completed one dataset or one method at a time.
-        shown = _configs(experiment, args.scale, shown_datasets, experiment.methods, list(args.overrides))
+        shown = _configs(experiment, args.scale, shown_datasets, experiment.methods, list(args.overrides), args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
-"""Config composition: scale -> dataset section -> method -> user overrides.
+"""Config composition: defaults -> scale -> dataset section -> method -> user overrides.
 
 A run's config is composed from files under ``experiments/`` and never copied:
+    experiments/defaults.yaml           every key, with the paper's values; the other files may only change these keys
     experiments/scale/<scale>.yaml      hyperparameters of a scale, with a ``datasets`` section of per-dataset overrides
     experiments/method/<method>.yaml    a Table 5(d) variant (labels, coherence token, loss, dropout, guidance)
     experiments/paper/<experiment>.yaml which methods (and sweep) a paper table or figure needs
@@ -84,36 +85,85 @@ def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     return keys
 
 
-def resolve(scale: str, dataset: str, method: str, overrides: list[str] = ()) -> DictConfig:
-    """The full config of one run: what trains, samples and evaluates one (dataset, method) pair."""
+def _merge_checked(cfg: DictConfig, update, where: str) -> DictConfig:
+    """``cfg`` updated by ``update`` (a config or a dot-list); a key ``cfg`` lacks is an error naming the valid keys."""
+    OmegaConf.set_struct(cfg, True)
+    try:
+        update = OmegaConf.from_dotlist(list(update)) if isinstance(update, (list, tuple)) else update
+        merged = OmegaConf.merge(cfg, update)
+    except ConfigKeyError as err:
+        raise ConfigError(f"unknown config key in {where}: {err.msg.splitlines()[0]}; "
+                          f"valid keys: {', '.join(_leaf_keys(cfg))}") from None
+    finally:
+        OmegaConf.set_struct(cfg, False)
+    OmegaConf.set_struct(merged, False)
+    return merged
+
+
+def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *, accelerator: str = "auto",
+            devices: int = 1) -> DictConfig:
+    """The full config of one run: what trains, samples and evaluates one (dataset, method) pair.
+
+    defaults.yaml <- scale file <- the scale's section for ``dataset`` <- method file <- user overrides, each checked
+    against the keys of defaults.yaml; then every value is validated (before anything runs) and ``auto`` precisions
+    and worker counts are resolved for ``accelerator`` (the resolved values are what the run records)."""
+    from cad.experiment.validate import resolve_hardware, validate
+
     scale_cfg = load_group("scale", scale)
     if dataset not in scale_cfg.datasets:
         raise ConfigError(f"dataset '{dataset}' is not part of scale '{scale}'; valid: {', '.join(scale_cfg.datasets)}")
     section = OmegaConf.to_container(scale_cfg.datasets[dataset])
     stands_in_for = section.pop("stands_in_for", None)
-    base = OmegaConf.masked_copy(scale_cfg, [k for k in scale_cfg if k != "datasets"])
-    cfg = OmegaConf.merge(base, section)
+    cfg = OmegaConf.load(EXPERIMENTS_DIR / "defaults.yaml")
+    cfg.scale = scale
+    cfg = _merge_checked(cfg, OmegaConf.masked_copy(scale_cfg, [k for k in scale_cfg if k != "datasets"]),
+                         f"experiments/scale/{scale}.yaml")
+    cfg = _merge_checked(cfg, OmegaConf.create(section), f"experiments/scale/{scale}.yaml, datasets.{dataset}")
     cfg.dataset = dataset
     cfg.stands_in_for = stands_in_for
     cfg.method = load_group("method", method)
-    OmegaConf.set_struct(cfg, True)
-    try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except ConfigKeyError as err:
-        raise ConfigError(f"unknown config key in overrides {list(overrides)}: {err.msg.splitlines()[0]}; "
-                          f"valid keys: {', '.join(_leaf_keys(cfg))}") from None
-    OmegaConf.set_struct(cfg, False)
-    return cfg
+    cfg = _merge_checked(cfg, list(overrides), f"overrides {list(overrides)}")
+    validate(cfg)
+    return resolve_hardware(cfg, accelerator=accelerator, devices=devices)
+
+
+# Keys that change how fast a run goes, never what it computes: left out of a run's identity.
+EXECUTION_KEYS = ("data.num_workers",)
+# Keys added after runs were committed, with the value those runs had without naming it: a run with that value keeps
+# the identity (hash) it had before the key existed, so committed results stay found.
+IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class"}
+
+
+def _parent(container: dict, path: str) -> tuple[dict, str]:
+    """The dict holding a dot-path's leaf (an empty one when a parent is missing) and the leaf's name."""
+    *parents, leaf = path.split(".")
+    for key in parents:
+        container = container.get(key) or {}
+    return container, leaf
+
+
+def _identity(container: dict) -> dict:
+    """What a run's hash is taken over: the config less its execution keys and its implicit values."""
+    container = json.loads(json.dumps(container))
+    for path in EXECUTION_KEYS:
+        node, leaf = _parent(container, path)
+        node.pop(leaf, None)
+    for path, value in IMPLICIT_VALUES.items():
+        node, leaf = _parent(container, path)
+        if leaf in node and node[leaf] == value:
+            node.pop(leaf)
+    return container
 
 
 def config_hash(cfg: DictConfig | dict, keys: list[str]) -> str:
     """A short stable hash of the listed top-level sections: the run's identity."""
     container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
-    payload = json.dumps({k: container.get(k) for k in keys}, sort_keys=True)
+    container = _identity(container)
+    payload = json.dumps({k: container[k] for k in keys if k in container}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 
-TRAIN_KEYS = ["dataset", "data", "backbone", "train", "method"]
+TRAIN_KEYS = ["task", "dataset", "data", "backbone", "train", "method"]
 SAMPLE_KEYS = ["sample"]
 EVALUATE_KEYS = ["evaluate"]
 

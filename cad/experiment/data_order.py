@@ -55,8 +55,9 @@ class StepDataModule(L.LightningDataModule):
     """
 
     def __init__(self, inner: L.LightningDataModule, *, global_batch_size: int, total_steps: int, seed: int,
-                 start_step: int = 0):
+                 start_step: int = 0, pin_memory: bool = False):
         super().__init__()
+        self.pin_memory = pin_memory
         self.inner, self.global_batch_size, self.total_steps = inner, global_batch_size, total_steps
         self.seed, self.start_step = seed, start_step
 
@@ -72,4 +73,6 @@ class StepDataModule(L.LightningDataModule):
         sampler = StepBatchSampler(len(self.inner.train_set), self.global_batch_size, self.total_steps,
                                    seed=self.seed, rank=rank, world_size=world)
         sampler.start_step = self.start_step
-        return DataLoader(self.inner.train_set, batch_sampler=sampler, num_workers=self.inner.num_workers)
+        workers = self.inner.num_workers
+        return DataLoader(self.inner.train_set, batch_sampler=sampler, num_workers=workers, pin_memory=self.pin_memory,
+                          persistent_workers=workers > 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,23 +26,55 @@ class RunResult:
     metrics: dict
 
 
-def context(scale: str, results: list[RunResult]) -> dict:
-    """What the table must say about how its numbers were made (stand-ins, noise, protocol)."""
-    first = results[0].cfg
-    datasets = {}
-    for r in results:
-        noise = adapters.noise_summary(r.cfg)
-        datasets[r.dataset] = {"stands_in_for": r.cfg.stands_in_for, **noise}
-    return {
-        "scale": scale,
-        "datasets": datasets,
-        "num_samples": first.sample.num_samples,
-        "reference_size": first.evaluate.reference_size,
-        "sampler": f"{first.sample.sampler}, {first.sample.steps} steps, eta {first.sample.eta}",
-        "guidance_scale": first.sample.guidance_scale,
-        "backbone": first.backbone.preset,
-        "train_steps": first.train.total_steps,
-    }
+def _noise_note(train_dirs: list[Path]) -> str | None:
+    """The noise line of a dataset, from the ``noise.json`` its noisy-label runs wrote (None: no such run here)."""
+    for directory in train_dirs:
+        path = directory / "noise.json"
+        if path.is_file():
+            info = json.loads(path.read_text())
+            temperature = info.get("temperature")
+            return (f"{info['protocol']}" + (f", temperature {temperature:.3g}" if temperature is not None else "")
+                    + f", relabelling accuracy {info['relabel_accuracy']:.3f}")
+    return None
+
+
+def _run_notes(r: RunResult) -> dict[str, str]:
+    """The note lines one run supports, from its files: its config (whose identity fields are those of the run that
+    made the files: the run was found by their hash) and its metrics' ``meta``."""
+    cfg, s, meta = r.cfg, r.cfg.sample, r.metrics.get("meta", {})
+    notes = {"scale": cfg.scale,
+             "precision": f"training {cfg.train.precision}, sampling {s.precision}, features {cfg.evaluate.precision}",
+             "samples": (f"{s.num_samples} generated vs {meta.get('num_reference', cfg.evaluate.reference_size)}"
+                         " real test images per row (paper: 50k)"),
+             "sampler": (f"{s.sampler}, {s.steps} steps, eta {s.eta}; guidance scale {s.guidance_scale}; "
+                         f"coherence {s.coherence:g}, true labels"),
+             "backbone": f"{cfg.backbone.preset}, {cfg.train.total_steps} training steps",
+             "features": ", ".join(f"{k}: {v}" for k, v in meta.get("extractors", {}).items())}
+    if "classifier" in meta:
+        notes["accuracy"] = (f"{meta['classifier']} (test accuracy {meta.get('eval_classifier_test_accuracy', 0):.4f});"
+                             " not the network that made the noise")
+    return notes
+
+
+def table_notes(results: list[RunResult], pretty: dict[str, str]) -> dict[str, str]:
+    """Notes per block: a line shared by every dataset's runs is written once, else once per dataset, each from that
+    dataset's own runs (its classifier, its noise, its protocol)."""
+    datasets = list(dict.fromkeys(r.dataset for r in results))
+    per_dataset = {d: _run_notes(next(r for r in results if r.dataset == d)) for d in datasets}
+    for d in datasets:
+        noise = _noise_note([r.dirs.train for r in results if r.dataset == d])
+        if noise is not None:
+            per_dataset[d]["noise"] = noise
+    notes: dict[str, str] = {}
+    order = ["scale", "precision", "noise"]
+    keys = dict.fromkeys(order + [k for d in datasets for k in per_dataset[d]])
+    for key in (k for k in keys if any(k in per_dataset[d] for d in datasets)):
+        values = {d: per_dataset[d][key] for d in datasets if key in per_dataset[d]}
+        if len(set(values.values())) == 1 and len(values) == len(datasets) and key != "noise":
+            notes[key] = next(iter(values.values()))
+        else:
+            notes.update({f"{key} ({pretty.get(d, d)})": v for d, v in values.items()})
+    return notes
 
 
 def sweep_csv(results: list[RunResult], key: str) -> str:
@@ -92,7 +125,7 @@ def plot_sweep(results: list[RunResult], experiment: Experiment, path: Path) -> 
 def write(experiment: Experiment, scale: str, results: list[RunResult], root: Path) -> str:
     """Write the experiment's outputs under ``root`` and return the text to print."""
     if experiment.sweep_key is None:
-        return adapters.write_table(experiment.name, results, context(scale, results), root / "tables")
+        return adapters.write_table(experiment.name, results, table_notes(results, adapters.PRETTY), root / "tables")
     figures = root / "figures"
     text = sweep_csv(results, experiment.sweep_key)
     atomic_write_text(figures / f"{experiment.name}.csv", text)

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.samples import save_samples
+from cad import hardware
 from cad.experiment import adapters
 from cad.experiment.checkpoints import latest_good_checkpoint
 from cad.experiment.config import save_config
@@ -75,7 +76,7 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     save_config(cfg, dirs.train / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     info = adapters.dataset_info(cfg)
-    data = adapters.datamodule(cfg)
+    data = adapters.datamodule(cfg, device=run_device(accelerator))
     data.splits  # noqa: B018 -- read the dataset now: a missing one fails before the model is built
     module = build_module(cfg, info.image_shape, info.num_classes)
     # save_top_k=1 keeps the newest; Lightning deletes the previous one only after the new one is written, so a kill
@@ -83,7 +84,7 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     checkpoint = ModelCheckpoint(dirpath=dirs.train / "checkpoints", filename="{step}",
                                  every_n_train_steps=cfg.train.checkpoint_every, save_top_k=1, save_last=False)
     resume, start_step = latest_good_checkpoint(dirs.train / "checkpoints") or (None, 0)
-    datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size,
+    datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size, pin_memory=data.device.type == "cuda",
                                 total_steps=cfg.train.total_steps, seed=cfg.train.seed, start_step=start_step)
     trainer = L.Trainer(
         max_steps=cfg.train.total_steps, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
@@ -102,6 +103,8 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     if trainer.is_global_zero:
         with atomic_path(dirs.train / "model_ema.pt") as tmp:
             torch.save(module.sampling_model.state_dict(), tmp)
+        if data.noise_stats is not None:  # what the table notes say about the noise come from this file
+            atomic_write_json(dirs.train / "noise.json", adapters.noise_summary(data.noise_stats))
         loss = trainer.callback_metrics.get("train/loss")
         mark_done(dirs.train, "train", {"steps": trainer.global_step, "wall_s": round(time.time() - start, 1),
                                         "final_loss": None if loss is None else float(loss),
@@ -109,10 +112,18 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
         print(f"[train] {cfg.dataset}/{cfg.method.name}: {trainer.global_step} steps in {time.time() - start:.0f} s")
 
 
-def load_sampling_model(cfg: DictConfig, dirs: RunDirs, image_shape, num_classes: int) -> ClassConditionalDiffusion:
+def run_device(accelerator: str) -> torch.device:
+    """The device this process computes on: its CUDA device (the rank's own under DDP) or the CPU."""
+    if hardware.accelerator_device_type(accelerator) == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def load_sampling_model(cfg: DictConfig, dirs: RunDirs, image_shape, num_classes: int,
+                        device: torch.device | str = "cpu") -> ClassConditionalDiffusion:
     module = build_module(cfg, image_shape, num_classes)
     module.model.load_state_dict(torch.load(dirs.train / "model_ema.pt", map_location="cpu", weights_only=True))
-    return module.eval()
+    return module.to(device).eval()
 
 
 def _generate(module: ClassConditionalDiffusion, cfg: DictConfig, image_shape, labels, seeds, *, progress=True,
@@ -123,17 +134,17 @@ def _generate(module: ClassConditionalDiffusion, cfg: DictConfig, image_shape, l
                 image_shape=tuple(image_shape), use_coherence=module.method.use_coherence,
                 coherence=s.coherence, sampler=s.sampler, steps=s.steps, schedule=OmegaConf.to_container(s.schedule),
                 guidance=module.method.guidance, guidance_scale=s.guidance_scale, eta=s.eta, clip_x0=s.clip_x0,
-                batch_size=s.batch_size, progress=progress, device=module.device)
+                batch_size=s.batch_size, progress=progress, device=module.device, precision=s.precision)
 
 
-def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> None:
+def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator: str = "cpu") -> None:
     if is_done(dirs.sample, "sample") and (dirs.sample / "samples.npz").is_file():
         print(f"[sample] done already: {dirs.sample}")
         return
     dirs.sample.mkdir(parents=True, exist_ok=True)
     save_config(cfg, dirs.sample / "config.yaml")
     info = adapters.dataset_info(cfg)
-    module = load_sampling_model(cfg, dirs, info.image_shape, info.num_classes)
+    module = load_sampling_model(cfg, dirs, info.image_shape, info.num_classes, run_device(accelerator))
     labels = balanced_labels(cfg.sample.num_samples, info.num_classes)
     seeds = [cfg.sample.seed * 1_000_000 + i for i in range(cfg.sample.num_samples)]
     start = time.time()
@@ -150,14 +161,14 @@ def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> None:
     print(f"[sample] {cfg.dataset}/{cfg.method.name}: {len(seeds)} samples in {time.time() - start:.0f} s")
 
 
-def evaluate(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True) -> dict:
+def evaluate(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator: str = "cpu") -> dict:
     if is_done(dirs.evaluate, "evaluate"):
         print(f"[evaluate] done already: {dirs.evaluate}")
         return adapters.read_metrics(dirs.evaluate / "metrics.json")
     dirs.evaluate.mkdir(parents=True, exist_ok=True)
     save_config(cfg, dirs.evaluate / "config.yaml")
     start = time.time()
-    metrics = adapters.evaluate(cfg, dirs.sample / "samples.npz", progress=progress)
+    metrics = adapters.evaluate(cfg, dirs.sample / "samples.npz", progress=progress, device=run_device(accelerator))
     atomic_write_json(dirs.evaluate / "metrics.json", metrics)
     mark_done(dirs.evaluate, "evaluate", {"wall_s": round(time.time() - start, 1)})
     print(f"[evaluate] {cfg.dataset}/{cfg.method.name}: " +
@@ -179,7 +190,7 @@ def run(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num_n
     if is_done(dirs.evaluate, "evaluate"):
         return evaluate(cfg, dirs, progress=progress) if is_global_zero() else None
     train(cfg, dirs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, progress=progress)
-    sample(cfg, dirs, progress=progress)
-    return evaluate(cfg, dirs, progress=progress) if is_global_zero() else None
+    sample(cfg, dirs, progress=progress, accelerator=accelerator)
+    return evaluate(cfg, dirs, progress=progress, accelerator=accelerator) if is_global_zero() else None
 
 

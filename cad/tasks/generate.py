@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from cad import hardware
 from cad.conditioning import Condition
 from cad.diffusion.schedules import get_schedule
 from cad.guidance import get_guidance
@@ -19,18 +20,28 @@ from cad.sampling import get_sampler
 from cad.sampling.rng import SeededGenerator
 
 
-def make_denoiser(model: nn.Module, cond: Condition, guidance: str, scale: float):
+def make_denoiser(model: nn.Module, cond: Condition, guidance: str, scale: float, precision: str = "32-true"):
     """The denoise function for one guidance choice (paper eq. 3 for 'cfg', eq. 4 for 'cacfg'); scale 0 is the
-    plain conditional branch whatever the method."""
-    return get_guidance("none" if scale == 0.0 else guidance)(model, cond, scale)
+    plain conditional branch whatever the method. With ``bf16-mixed`` the network runs under bf16 autocast and its
+    prediction comes back in fp32, so the sampler's update stays in fp32."""
+    denoise = get_guidance("none" if scale == 0.0 else guidance)(model, cond, scale)
+    if precision == "32-true":
+        return denoise
+
+    def autocast_denoise(x_t: Tensor, gamma: Tensor, state):
+        with hardware.autocast(x_t.device, precision):
+            eps_hat, state = denoise(x_t, gamma, state)
+        return eps_hat.float(), state
+
+    return autocast_denoise
 
 
 @torch.no_grad()
 def generate(model: nn.Module, labels: Sequence[int], seeds: Sequence[int], *, image_shape: tuple[int, int, int],
              use_coherence: bool, coherence: float, sampler: str, steps: int, schedule: dict, guidance: str,
              guidance_scale: float, eta: float, clip_x0: bool, batch_size: int, progress: bool = True,
-             device: str | torch.device = "cpu") -> Tensor:
-    """Images in [-1, 1], (N, C, H, W), one per (label, seed) pair."""
+             device: str | torch.device = "cpu", precision: str = "32-true") -> Tensor:
+    """Images in [-1, 1], (N, C, H, W), one per (label, seed) pair; the network in ``precision`` on ``device``."""
     if len(labels) != len(seeds):
         raise ValueError(f"generate: {len(labels)} labels but {len(seeds)} seeds")
     model.eval()
@@ -47,7 +58,7 @@ def generate(model: nn.Module, labels: Sequence[int], seeds: Sequence[int], *, i
             cond = cond.with_coherence(coherence)
         generator = SeededGenerator(batch_seeds, device=device)
         x_T = generator.randn(*image_shape)
-        denoise = make_denoiser(model, cond, guidance, guidance_scale)
+        denoise = make_denoiser(model, cond, guidance, guidance_scale, precision)
         x0 = sample_fn(denoise, x_T, steps, schedule=gamma_fn, generator=generator, clip_x0=clip_x0,
                        progress=progress and len(starts) == 1, **sampler_kwargs)
         out.append(x0.float().cpu())

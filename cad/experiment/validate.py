@@ -1,0 +1,64 @@
+"""Values of a composed run config, checked before anything runs: a bad value is one line naming the valid choices,
+not a failure after an hour of training. Also where ``auto`` settings become what this machine does natively."""
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from cad import hardware
+from cad.backbones import PRESETS
+from cad.data.noise import PROTOCOLS, PROTOCOL_ALIASES
+from cad.diffusion.schedules import available_schedules
+from cad.experiment.config import ConfigError
+from cad.sampling import available_samplers
+from cad.tasks.methods import Method
+
+EXTRACTORS = ("inception", "classifier")
+PRDC_PROTOCOLS = ("standard", "authors")
+
+
+def _one_of(key: str, value, valid) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
+
+
+def validate(cfg: DictConfig) -> None:
+    try:
+        method = Method(**cfg.method)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"method: {err}") from None
+    _one_of("backbone.preset", cfg.backbone.preset, sorted(PRESETS))
+    _one_of("sample.sampler", cfg.sample.sampler, available_samplers())
+    _one_of("train.schedule.name", cfg.train.schedule.name, available_schedules())
+    _one_of("sample.schedule.name", cfg.sample.schedule.name, available_schedules())
+    _one_of("data.noise.protocol", cfg.data.noise.protocol, PROTOCOLS + tuple(PROTOCOL_ALIASES))
+    _one_of("evaluate.prdc_protocol", cfg.evaluate.prdc_protocol, PRDC_PROTOCOLS)
+    for key in ("train.precision", "sample.precision", "evaluate.precision"):
+        _one_of(key, cfg[key.split(".")[0]].precision, hardware.PRECISIONS)
+    for name in cfg.evaluate.extractors:
+        _one_of("evaluate.extractors[]", name, EXTRACTORS)
+    if cfg.sample.guidance_scale != 0 and method.guidance == "none":
+        raise ConfigError(f"sample.guidance_scale={cfg.sample.guidance_scale} but method '{method.name}' has no guided "
+                          f"branch (guidance: none); valid: sample.guidance_scale=0, or a method with guidance "
+                          f"(cfg, cad)")
+    if not 0.0 <= cfg.sample.coherence <= 1.0:
+        raise ConfigError(f"sample.coherence={cfg.sample.coherence} is not valid; valid: a value in [0, 1]")
+    for key in ("train.total_steps", "data.batch_size", "sample.num_samples", "sample.batch_size", "sample.steps",
+                "evaluate.batch_size", "evaluate.reference_size"):
+        section, name = key.split(".")
+        if not isinstance(cfg[section][name], int) or cfg[section][name] < 1:
+            raise ConfigError(f"{key}={cfg[section][name]!r} is not valid; valid: an integer >= 1")
+    workers = cfg.data.num_workers
+    if workers != "auto" and (not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"data.num_workers={workers!r} is not valid; valid: auto or an integer >= 0")
+
+
+def resolve_hardware(cfg: DictConfig, *, accelerator: str, devices: int = 1) -> DictConfig:
+    """``auto`` precisions and worker counts -> what ``accelerator`` does natively here (cad.hardware)."""
+    try:
+        device_type = hardware.accelerator_device_type(accelerator)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    for section in ("train", "sample", "evaluate"):
+        cfg[section].precision = hardware.resolve_precision(cfg[section].precision, device_type)
+    cfg.data.num_workers = hardware.resolve_num_workers(cfg.data.num_workers, device_type, devices)
+    return cfg
