@@ -100,6 +100,8 @@ def evaluate_samples(
             meta["prdc_split_size"] = authors_split_size(len(real), len(fake["features"]))
     results["is"] = _inception_score(extractors, outputs_by_extractor, inception_splits, meta)
     if classifier is not None:
+        if "labels" not in samples:
+            raise ValueError("accuracy needs the requested labels; these samples have none (a task without classes)")
         out = outputs_by_extractor.get(id(classifier)) or extract_outputs(classifier, images, batch_size, progress)
         results["accuracy"] = accuracy(out["logits"], samples["labels"])
         meta["classifier"] = classifier.name

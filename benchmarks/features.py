@@ -222,17 +222,6 @@ def register_extractor(name: str):
     return decorator
 
 
-register_extractor("inception-v3-compat")(TorchFidelityInception)
-register_extractor("fid-inception-tf2015-offline")(OfflineFIDInception)
-
-
-def build_extractor(name: str, **options) -> FeatureExtractor:
-    """Build a registered extractor by name (``options`` go to its constructor)."""
-    if name not in EXTRACTORS:
-        raise ValueError(f"unknown extractor {name!r}; registered: {sorted(EXTRACTORS)}")
-    return EXTRACTORS[name](**options)
-
-
 def build_inception(*, prefer_online: bool = True, autocast_bf16: bool = False, device: str = "cpu") -> FeatureExtractor:
     """torch-fidelity's Inception if its weights can be had, else the offline one (with a warning; the extractor's
     ``name`` says which was used and the Inception Score becomes unavailable)."""
@@ -242,6 +231,18 @@ def build_inception(*, prefer_online: bool = True, autocast_bf16: bool = False, 
         except ExtractorUnavailable as err:
             warnings.warn(f"{err}; falling back to fid-inception-tf2015-offline", RuntimeWarning)
     return OfflineFIDInception(autocast_bf16=autocast_bf16, device=device)
+
+
+register_extractor("inception-v3-compat")(TorchFidelityInception)
+register_extractor("fid-inception-tf2015-offline")(OfflineFIDInception)
+register_extractor("inception")(build_inception)  # torch-fidelity's if its weights can be had, else the offline one
+
+
+def build_extractor(name: str, **options) -> FeatureExtractor:
+    """Build a registered extractor by name (``options`` go to its constructor)."""
+    if name not in EXTRACTORS:
+        raise ValueError(f"unknown extractor {name!r}; registered: {sorted(EXTRACTORS)}")
+    return EXTRACTORS[name](**options)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

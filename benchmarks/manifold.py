@@ -27,8 +27,7 @@ _UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float64: 2.0**-53}
 _COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# input checks and small helpers
+# ---- input checks and small helpers ----------------------------------------------------------------------------------
 
 
 def _check_features(features, name: str) -> np.ndarray:
@@ -84,8 +83,7 @@ def _tolerance(dtype: torch.dtype, dim: int) -> float:
     return (2 * dim + 16) * _UNIT_ROUNDOFF[dtype]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# k-NN radii
+# ---- k-NN radii ------------------------------------------------------------------------------------------------------
 
 
 def knn_radii(
@@ -163,8 +161,7 @@ def _compute_dtype(compute: str) -> torch.dtype:
     return _COMPUTE_DTYPES[compute]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# precision, recall, density, coverage
+# ---- precision, recall, density, coverage ----------------------------------------------------------------------------
 
 
 def prdc(

@@ -1,7 +1,7 @@
 """Sample files: where sampling and evaluation meet.
 
-A samples file is an ``.npz`` with ``images`` uint8 (N, H, W, C), ``labels`` int64 (N,), ``seeds`` int64 (N,) and any
-extra per-run arrays (e.g. ``coherence``). Users bringing their own samples can instead point at a folder of PNG
+A samples file is an ``.npz`` with ``images`` uint8 (N, H, W, C), ``seeds`` int64 (N,), ``labels`` int64 (N,) where the
+task has class labels, and any extra per-run arrays the task stores (e.g. captions, maps). Users bringing their own samples can instead point at a folder of PNG
 files named ``<label>_<seed>.png`` (e.g. ``3_000017.png``; ``label3_seed17.png`` is accepted too).
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ import numpy as np
 
 from cad.io import atomic_path
 
-REQUIRED = ("images", "labels", "seeds")
+REQUIRED = ("images", "seeds")
+INTEGER_ARRAYS = ("labels", "seeds")
 PNG_NAME = re.compile(r"^(?:label)?(?P<label>\d+)[_-](?:seed)?(?P<seed>\d+)\.png$", re.IGNORECASE)
 
 
@@ -22,28 +23,31 @@ def validate_samples(samples: dict) -> dict:
     missing = [k for k in REQUIRED if k not in samples]
     if missing:
         raise ValueError(f"samples lack {missing}; required: {list(REQUIRED)}")
-    images, labels, seeds = (np.asarray(samples[k]) for k in REQUIRED)
+    images = np.asarray(samples["images"])
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"images must be uint8 (N, H, W, C), got {images.dtype} {images.shape}")
     n = images.shape[0]
-    for name, array in (("labels", labels), ("seeds", seeds)):
+    for name in (k for k in INTEGER_ARRAYS if k in samples):
+        array = np.asarray(samples[name])
         if array.shape != (n,) or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"{name} must be integer ({n},) to match images {images.shape}, got {array.dtype} {array.shape}")
     return samples
 
 
-def save_samples(path, images: np.ndarray, labels: np.ndarray, seeds: np.ndarray, **extra: np.ndarray) -> Path:
-    """Write a samples ``.npz`` atomically (labels and seeds stored as int64)."""
+def save_samples(path, images: np.ndarray, labels: np.ndarray | None, seeds: np.ndarray, **extra: np.ndarray) -> Path:
+    """Write a samples ``.npz`` atomically (labels, where given, and seeds stored as int64)."""
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"samples files end in .npz, got {path}")
-    clash = set(extra) & set(REQUIRED)
+    clash = set(extra) & (set(REQUIRED) | set(INTEGER_ARRAYS))
     if clash:
         raise ValueError(f"extra arrays cannot be named {sorted(clash)}")
-    arrays = {"images": np.asarray(images), "labels": np.asarray(labels), "seeds": np.asarray(seeds)}
+    arrays = {"images": np.asarray(images), "seeds": np.asarray(seeds)}
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels)
     validate_samples(arrays)
-    arrays["labels"] = arrays["labels"].astype(np.int64)
-    arrays["seeds"] = arrays["seeds"].astype(np.int64)
+    for name in (k for k in INTEGER_ARRAYS if k in arrays):
+        arrays[name] = arrays[name].astype(np.int64)
     arrays.update({k: np.asarray(v) for k, v in extra.items()})
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -4,11 +4,13 @@ Samplers never see guidance: a wrapper binds the condition and the scale and ret
 ``denoise(x_t, gamma, state) -> (eps_hat, state)``. Models follow the backbone contract
 ``model(x_t, gamma, cond, self_cond=None) -> (eps_hat, latents_or_None)``.
 
-Registry names (``get_guidance``):
+Guided sampling is ``guided(model, cond_pos, cond_neg, scale)``: eps_pos + w (eps_pos - eps_neg). The task that owns
+the condition builds the pair (``guidance_pair`` gives the class-label pairs; a text task uses its own negative,
+a random-character prompt at coherence 0):
 
 - ``"none"``: ``conditional``, the conditional prediction eps(x, y, c) as is.
-- ``"cfg"``: ``classifier_free``, eq. 3: eps(x, y) + w (eps(x, y) - eps(x, null)).
-- ``"cacfg"``: ``coherence_aware``, eq. 4: eps(x, y, 1) + w (eps(x, y, 1) - eps(x, y, 0)).
+- ``"cfg"``: eq. 3, positive ``cond``, negative the null condition ``cond.as_null()``.
+- ``"cacfg"``: eq. 4, positive ``cond`` at coherence 1, negative ``cond`` at coherence 0.
 
 Self-conditioning: each branch carries its own latents from one step to the next; the guided state is the pair
 ``(state_pos, state_neg)``. (The authors' first release dropped the latents whenever guidance was on; we keep them.)
@@ -40,7 +42,7 @@ def conditional(model: nn.Module, cond: Condition, scale: float = 0.0) -> Denois
     return denoise
 
 
-def _guided(model: nn.Module, cond_pos: Condition, cond_neg: Condition, scale: float) -> DenoiseFn:
+def guided(model: nn.Module, cond_pos: Condition, cond_neg: Condition, scale: float) -> DenoiseFn:
     """eps_pos + scale (eps_pos - eps_neg), both branches in one forward, each with its own self-conditioning state."""
 
     def denoise(x_t: Tensor, gamma: Tensor, state: Any) -> tuple[Tensor, Any]:
@@ -51,7 +53,8 @@ def _guided(model: nn.Module, cond_pos: Condition, cond_neg: Condition, scale: f
         if (state_pos is None) != (state_neg is None):
             raise ValueError("guidance state has latents for one branch only; both branches must self-condition alike")
         self_cond = None if state_pos is None else torch.cat([state_pos, state_neg])
-        eps, latents = model(torch.cat([x_t, x_t]), torch.cat([gamma, gamma]), Condition.cat([cond_pos, cond_neg]), self_cond=self_cond)
+        eps, latents = model(torch.cat([x_t, x_t]), torch.cat([gamma, gamma]), Condition.cat([cond_pos, cond_neg]),
+                             self_cond=self_cond)
         eps_pos, eps_neg = eps.chunk(2)
         state_pos, state_neg = (None, None) if latents is None else latents.chunk(2)
         return eps_pos + scale * (eps_pos - eps_neg), (state_pos, state_neg)
@@ -59,12 +62,33 @@ def _guided(model: nn.Module, cond_pos: Condition, cond_neg: Condition, scale: f
     return denoise
 
 
+def cfg_pair(cond: Condition) -> tuple[Condition, Condition]:
+    """Eq. 3's branches: ``cond`` and its null counterpart (coherence unchanged). Condition.cat needs the same fields
+    in both halves, so an unset ``label_null`` becomes "no sample is null"."""
+    cond_neg = cond.as_null()
+    cond_pos = cond if cond.label_null is not None else cond.replace(label_null=torch.zeros_like(cond_neg.label_null))
+    return cond_pos, cond_neg
+
+
+def cacfg_pair(cond: Condition, coherence_pos: float = 1.0, coherence_neg: float = 0.0) -> tuple[Condition, Condition]:
+    """Eq. 4's branches: the same condition at coherence 1 and at coherence 0 (the paper's values)."""
+    return cond.with_coherence(coherence_pos), cond.with_coherence(coherence_neg)
+
+
+PAIRS: dict[str, Callable[[Condition], tuple[Condition, Condition]]] = {"cfg": cfg_pair, "cacfg": cacfg_pair}
+
+
+def guidance_pair(cond: Condition, guidance: str) -> tuple[Condition, Condition]:
+    """The (positive, negative) conditions of ``guidance`` ("cfg", "cacfg") for a condition without a task-specific
+    negative (class labels, maps)."""
+    if guidance not in PAIRS:
+        raise ValueError(f"guidance '{guidance}' has no negative branch; valid: {', '.join(PAIRS)}")
+    return PAIRS[guidance](cond)
+
+
 def classifier_free(model: nn.Module, cond: Condition, scale: float) -> DenoiseFn:
     """Eq. 3: eps(x, y) + w (eps(x, y) - eps(x, null)); the null branch is ``cond.as_null()`` (coherence unchanged)."""
-    cond_neg = cond.as_null()
-    # Condition.cat needs the same fields in both halves: an unset label_null means "no sample is null".
-    cond_pos = cond if cond.label_null is not None else cond.replace(label_null=torch.zeros_like(cond_neg.label_null))
-    return _guided(model, cond_pos, cond_neg, scale)
+    return guided(model, *cfg_pair(cond), scale)
 
 
 def coherence_aware(
@@ -74,7 +98,7 @@ def coherence_aware(
 
     ``coherence_pos``/``coherence_neg`` default to the paper's (1, 0); equal values collapse to the conditional branch.
     """
-    return _guided(model, cond.with_coherence(coherence_pos), cond.with_coherence(coherence_neg), scale)
+    return guided(model, *cacfg_pair(cond, coherence_pos, coherence_neg), scale)
 
 
 _GUIDANCE: dict[str, Callable[[nn.Module, Condition, float], DenoiseFn]] = {

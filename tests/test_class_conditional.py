@@ -47,11 +47,13 @@ def test_a_step_is_a_function_of_the_step_generator():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_filtered_method_ignores_low_coherence_samples():
+def test_filtered_is_filtered_once_by_its_dataset_and_its_loss_is_the_plain_mean():
+    """Filtered drops samples below the threshold from the training set (tests/test_data_module.py); the loss does not
+    filter again, so a batch's loss is the mean over all of its samples."""
     module, batch = make_module("filtered"), make_batch()
     loss, per_sample = module.model_step(batch, torch.Generator().manual_seed(0))
-    keep = batch["coherence"] >= 0.5
-    assert torch.allclose(loss, per_sample[keep].mean())
+    assert module.method.filter_threshold == 0.5 and module.loss_reduction == "mean"
+    torch.testing.assert_close(loss, per_sample.mean())
 
 
 def test_ema_is_what_samples_and_is_not_optimised():

@@ -7,12 +7,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cad.backbones import build_backbone
+import functools
+
+from cad.guidance import cacfg_pair
+from cad.tasks.class_task import label_condition
 from cad.tasks.generate import generate, generate_distributed
 
 LABELS, SEEDS = [3, 1, 4, 1, 5, 9, 2], [10, 11, 12, 13, 14, 15, 16]
-KWARGS = dict(image_shape=(1, 28, 28), use_coherence=True, coherence=1.0, sampler="ddpm", steps=4,
-              schedule={"name": "cosine"}, guidance="cacfg", guidance_scale=1.5, eta=0.0, clip_x0=True,
-              batch_size=2, progress=False)
+KWARGS = dict(image_shape=(1, 28, 28), condition=functools.partial(label_condition, use_coherence=True, coherence=1.0),
+              pair=cacfg_pair, sampler="ddpm", steps=4, schedule={"name": "cosine"}, guidance_scale=1.5, eta=0.0,
+              clip_x0=True, batch_size=2, progress=False)
 
 
 def tiny_model():

@@ -77,7 +77,7 @@ def test_bf16_sampling_autocasts_the_network_and_returns_fp32():
             return torch.nn.functional.linear(x, torch.eye(x.shape[-1])), None
 
     cond = Condition(label=torch.zeros(2, dtype=torch.long))
-    eps, _ = make_denoiser(Probe(), cond, "none", 0.0, "bf16-mixed")(torch.randn(2, 4), torch.rand(2), None)
+    eps, _ = make_denoiser(Probe(), cond, 0.0, None, "bf16-mixed")(torch.randn(2, 4), torch.rand(2), None)
     assert seen["autocast"] and eps.dtype == torch.float32
-    make_denoiser(Probe(), cond, "none", 0.0, "32-true")(torch.randn(2, 4), torch.rand(2), None)
+    make_denoiser(Probe(), cond, 0.0, None, "32-true")(torch.randn(2, 4), torch.rand(2), None)
     assert not seen["autocast"]

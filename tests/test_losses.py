@@ -21,16 +21,9 @@ def test_mean():
     assert reduce_loss(LOSS, None, "mean").item() == pytest.approx(2.5)
 
 
-def test_filtered_keeps_coherence_at_or_above_threshold():
-    assert reduce_loss(LOSS, COHERENCE, "filtered").item() == pytest.approx(2.5)  # samples 1 and 2
-    assert reduce_loss(LOSS, COHERENCE, "filtered", threshold=0.9).item() == pytest.approx(3.0)
-
-
-def test_filtered_with_nothing_kept_is_zero_and_differentiable():
-    per_sample = LOSS.clone().requires_grad_()
-    loss = reduce_loss(per_sample, torch.zeros(4), "filtered")
-    loss.backward()
-    assert loss.item() == 0.0 and torch.equal(per_sample.grad, torch.zeros(4))
+def test_filtered_is_not_a_reduction_the_dataset_drops_its_samples_once():
+    with pytest.raises(ValueError, match="allowed: mean, weighted"):
+        reduce_loss(LOSS, COHERENCE, "filtered")
 
 
 def test_weighted():
@@ -41,7 +34,7 @@ def test_weighted():
 
 
 def test_bad_modes_and_missing_coherence():
-    with pytest.raises(ValueError, match="filtered, mean, weighted"):
+    with pytest.raises(ValueError, match="mean, weighted"):
         reduce_loss(LOSS, None, "median")
     with pytest.raises(ValueError, match="coherence"):
         reduce_loss(LOSS, None, "weighted")

@@ -108,6 +108,7 @@ def test_committed_results_render_without_weights_and_a_new_stage_retrains(tmp_p
     (["table5d", "--methods", "baseline", "sample.guidance_scale=1"], "has no guided branch"),
     (["fig5b", "sample.guidance_scale=2"], "fig5b sweeps sample.guidance_scale"),
     (["table5d", "train.precision=fp16"], "valid: auto, 32-true, bf16-mixed"),
+    (["table5d", "method.loss=weighted"], "a run's method is its file"),
 ])
 def test_bad_values_are_refused_before_any_run_folder_exists(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CAD_RESULTS", str(tmp_path))
@@ -121,7 +122,10 @@ def test_a_typo_in_a_dataset_section_names_the_valid_keys(tmp_path, monkeypatch)
     from cad.experiment import config
 
     (tmp_path / "scale").mkdir()
-    (tmp_path / "defaults.yaml").write_text((config.EXPERIMENTS_DIR / "defaults.yaml").read_text())
+    (tmp_path / "task").mkdir()
+    (tmp_path / "method").mkdir()
+    for name in ("defaults.yaml", "task/class.yaml", "method/cad.yaml"):
+        (tmp_path / name).write_text((config.EXPERIMENTS_DIR / name).read_text())
     (tmp_path / "scale" / "odd.yaml").write_text("scale: odd\ndatasets:\n  mnist: {trian: {lr: 1.0}}\n")
     monkeypatch.setattr(config, "EXPERIMENTS_DIR", tmp_path)
     with pytest.raises(config.ConfigError, match=r"datasets\.mnist.*trian.*valid keys: .*train\.lr"):
@@ -146,7 +150,7 @@ def test_sampling_and_evaluation_follow_the_run_device(tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "generate_distributed", spy)
     stages.sample(cfg, dirs, progress=False, accelerator="cpu")
     assert seen == {"model": torch.device("cpu"), "device": torch.device("cpu"), "precision": cfg.sample.precision}
-    module = stages.load_sampling_model(cfg, dirs, (1, 28, 28), 10, device="meta")
+    module = stages.load_sampling_model(cfg, dirs, device="meta")
     assert {p.device.type for p in module.parameters()} == {"meta"}
 
 
@@ -158,5 +162,5 @@ def test_every_stage_runs_on_the_gpu(tmp_path):
     dirs = run_dirs(cfg, "gpu", tmp_path)
     metrics = stages.run(cfg, dirs, accelerator="gpu", devices=1, num_nodes=1, progress=False)
     assert stages.run_device("gpu").type == "cuda" and "fid" in metrics
-    module = stages.load_sampling_model(cfg, dirs, (1, 28, 28), 10, device=stages.run_device("gpu"))
+    module = stages.load_sampling_model(cfg, dirs, device=stages.run_device("gpu"))
     assert {p.device.type for p in module.parameters()} == {"cuda"}

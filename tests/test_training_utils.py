@@ -8,7 +8,6 @@ from torch import nn
 
 from cad.training import (
     build_ema,
-    build_ema_callback,
     build_optimizer,
     build_scheduler,
     ema_decay,
@@ -105,17 +104,3 @@ def test_ema_matches_the_hand_recursion_for_params_and_buffers(warmup):
         torch.testing.assert_close(t, torch.full_like(t, expected))
     assert ema.module[1].num_batches_tracked.item() == 5  # integer buffers are copied, not averaged
     assert ema.n_averaged.item() == 6
-
-
-def test_ema_callback_carries_the_same_average():
-    callback = build_ema_callback(decay=0.99, warmup=10)
-    model = nn.Linear(2, 1)
-    averaged = torch.optim.swa_utils.AveragedModel(model, use_buffers=True, **callback._kwargs)
-    reference = build_ema(model, decay=0.99, warmup=10)
-    for value in (1.0, 2.0, 3.0):
-        with torch.no_grad():
-            for p in model.parameters():
-                p.fill_(value)
-        averaged.update_parameters(model)
-        reference.update_parameters(model)
-    torch.testing.assert_close(averaged.module.weight, reference.module.weight)

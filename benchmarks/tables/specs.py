@@ -25,6 +25,7 @@ class Block:
     key: str
     label: str  # the paper's dataset name; a stand-in is labelled through render_table's context
     paper: dict[str, dict[str, float]] = field(default_factory=dict)  # row key -> column key -> value
+    dataset: str | None = None  # the suite's name of the paper dataset (cad.data.registry), when it differs from key
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,13 @@ class TableSpec:
             if block.key == key:
                 return block
         raise KeyError(f"{self.name} has no block {key!r}; blocks: {[b.key for b in self.blocks]}")
+
+    def block_for(self, dataset: str) -> Block:
+        """The block of a paper dataset, by the suite's dataset name (``imagenet64`` fills ``imagenet``)."""
+        for block in self.blocks:
+            if (block.dataset or block.key) == dataset:
+                return block
+        raise KeyError(f"{self.name} has no block for dataset {dataset!r}; blocks: {[b.key for b in self.blocks]}")
 
 
 def _cells(columns: tuple[str, ...], rows: dict[str, tuple[float, ...]]) -> dict[str, dict[str, float]]:
@@ -87,6 +95,7 @@ TABLE_5D = TableSpec(
                     "cad": (9.11, 25.97, 0.327, 0.571, 0.610, 0.714, 0.633),
                 },
             ),
+            dataset="imagenet64",
         ),
         Block(
             "cifar10",

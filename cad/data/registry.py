@@ -15,6 +15,7 @@ class DatasetSpec:
     image_shape: tuple[int, int, int]  # (C, H, W)
     class_names: tuple[str, ...]
     stands_in_for: str | None = None  # the paper dataset an offline stand-in replaces
+    pretty: str = ""  # the name tables and figures print
 
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -26,10 +27,11 @@ IMAGENET_CLASSES = tuple(f"n{i:04d}" for i in range(1000))  # indices only: the 
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("fashion_mnist", sources.FASHION_MNIST, 10, (1, 28, 28), FASHION_MNIST_CLASSES, "cifar10"),
-        DatasetSpec("mnist", sources.MNIST, 10, (1, 28, 28), MNIST_CLASSES, "imagenet64"),
-        DatasetSpec("cifar10", sources.CIFAR10, 10, (3, 32, 32), CIFAR10_CLASSES),
-        DatasetSpec("imagenet64", sources.IMAGENET64, 1000, (3, 64, 64), IMAGENET_CLASSES),
+        DatasetSpec("fashion_mnist", sources.FASHION_MNIST, 10, (1, 28, 28), FASHION_MNIST_CLASSES, "cifar10",
+                    "Fashion-MNIST"),
+        DatasetSpec("mnist", sources.MNIST, 10, (1, 28, 28), MNIST_CLASSES, "imagenet64", "MNIST"),
+        DatasetSpec("cifar10", sources.CIFAR10, 10, (3, 32, 32), CIFAR10_CLASSES, None, "CIFAR-10"),
+        DatasetSpec("imagenet64", sources.IMAGENET64, 1000, (3, 64, 64), IMAGENET_CLASSES, None, "ImageNet-64"),
     )
 }
 
@@ -39,3 +41,12 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}") from None
+
+
+def paper_dataset(name: str) -> str:
+    """The paper dataset ``name`` is, or stands in for: the one place the stand-in mapping lives."""
+    return get_spec(name).stands_in_for or name
+
+
+def pretty_name(name: str) -> str:
+    return get_spec(name).pretty or name

@@ -10,14 +10,13 @@ import sys
 import time
 
 from cad.experiment import report
-from cad.experiment.adapters import read_metrics
 from cad.experiment.config import (ConfigError, experiment_choices, load_experiment, resolve, scale_datasets,
                                    _choices)
-from cad.experiment.runs import is_done, run_dirs
+from cad.experiment.runs import is_done, read_metrics, run_dirs
 from cad.data.errors import DatasetNotFoundError
 from cad.data.paper_classifiers import ClassifierWeightsNotFoundError
 from cad.experiment.stages import is_global_zero, run
-from cad.tasks.class_conditional import NonFiniteLossError
+from cad.tasks.base import NonFiniteLossError
 
 # Errors whose message already tells the user what is wrong and what to do: printed without a traceback.
 USER_ERRORS = (DatasetNotFoundError, ClassifierWeightsNotFoundError, NonFiniteLossError)
@@ -59,7 +58,7 @@ def _configs(experiment, scale: str, datasets: list[str], methods: list[str], ov
                           f"{experiment.sweep_values}; valid: leave {experiment.sweep_key} out of the overrides")
     sweep = experiment.sweep_values or [None]
     return [(d, m, v, resolve(scale, d, m, overrides + ([f"{experiment.sweep_key}={v}"] if v is not None else []),
-                              accelerator=args.accelerator, devices=args.devices))
+                              task=experiment.task, accelerator=args.accelerator, devices=args.devices))
             for d in datasets for m in methods for v in sweep]
 
 
@@ -74,6 +73,17 @@ def experiment_datasets(experiment, scale: str, requested: list[str] | None) -> 
         raise ConfigError(f"dataset '{unknown[0]}' is not part of scale '{scale}'; valid: {', '.join(every)}")
     shown = default + [d for d in every if d in (requested or []) and d not in default]
     return list(requested or default), shown
+
+
+def finished_results(experiment, configs: list, root) -> list:
+    """The finished runs among ``configs`` (from their files alone: a table renders without weights or samples)."""
+    results = []
+    for dataset, method, value, cfg in configs:
+        dirs = run_dirs(cfg, experiment.name, root / "raw")
+        if is_done(dirs.evaluate, "evaluate"):
+            results.append(report.RunResult(dataset=dataset, method=method, sweep_value=value, cfg=cfg, dirs=dirs,
+                                            metrics=read_metrics(dirs.evaluate / "metrics.json")))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,13 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if not is_global_zero():
         return 0
-    results = []
-    for dataset, method, value, cfg in shown:
-        dirs = run_dirs(cfg, experiment.name, root / "raw")
-        if is_done(dirs.evaluate, "evaluate"):
-            metrics = read_metrics(dirs.evaluate / "metrics.json")
-            results.append(report.RunResult(dataset=dataset, method=method, sweep_value=value, cfg=cfg, dirs=dirs,
-                                            metrics=metrics))
+    results = finished_results(experiment, shown, root)
     text = report.write(experiment, args.scale, results, root)
     print(text)
     print(f"[{experiment.name}] finished in {time.time() - start:.0f} s")

@@ -2,6 +2,7 @@
 
 A run's config is composed from files under ``experiments/`` and never copied:
     experiments/defaults.yaml           every key, with the paper's values; the other files may only change these keys
+    experiments/task/<task>.yaml        what a task (class, text, map) sets for every scale (its evaluation)
     experiments/scale/<scale>.yaml      hyperparameters of a scale, with a ``datasets`` section of per-dataset overrides
     experiments/method/<method>.yaml    a Table 5(d) variant (labels, coherence token, loss, dropout, guidance)
     experiments/paper/<experiment>.yaml which methods (and sweep) a paper table or figure needs
@@ -44,6 +45,8 @@ class Experiment:
     sweep_key: str | None
     sweep_values: list[float]
     paper_datasets: list[str] | None = None  # the paper's datasets it covers (None: all of the scale's)
+    task: str = "class"
+    figure: dict | None = None  # a sweep's plot: x ("sweep" or a metric), y (metrics), labels (see report.plot_sweep)
 
 
 def load_experiment(name: str) -> Experiment:
@@ -55,6 +58,8 @@ def load_experiment(name: str) -> Experiment:
         sweep_key=sweep.key if sweep else None,
         sweep_values=list(sweep["values"]) if sweep else [],
         paper_datasets=list(cfg.paper_datasets) if cfg.get("paper_datasets") else None,
+        task=cfg.get("task", "class"),
+        figure=OmegaConf.to_container(cfg.figure) if cfg.get("figure") else None,
     )
 
 
@@ -67,14 +72,16 @@ def _paper_name(name: str) -> str:
 
 
 def scale_datasets(scale: str, paper_datasets: list[str] | None = None) -> list[str]:
-    """The scale's datasets; with ``paper_datasets``, only those that are (or stand in for) one of them, so a
-    figure the paper draws on ImageNet runs on imagenet64 at the paper scale and on its stand-in (MNIST) below it."""
-    datasets = load_group("scale", scale).datasets
+    """The scale's datasets; with ``paper_datasets``, only those that are (or stand in for) one of them
+    (cad.data.registry), so a figure the paper draws on ImageNet runs on imagenet64 at the paper scale and on its
+    stand-in (MNIST) below it."""
+    from cad.data.registry import paper_dataset, pretty_name
+
+    datasets = list(load_group("scale", scale).datasets.keys())
     if paper_datasets is None:
-        return list(datasets.keys())
+        return datasets
     wanted = {_paper_name(d) for d in paper_datasets}
-    return [name for name, section in datasets.items()
-            if _paper_name(section.get("stands_in_for") or name) in wanted]
+    return [name for name in datasets if _paper_name(pretty_name(paper_dataset(name))) in wanted]
 
 
 def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -100,28 +107,38 @@ def _merge_checked(cfg: DictConfig, update, where: str) -> DictConfig:
     return merged
 
 
-def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *, accelerator: str = "auto",
-            devices: int = 1) -> DictConfig:
+def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *, task: str = "class",
+            accelerator: str = "auto", devices: int = 1) -> DictConfig:
     """The full config of one run: what trains, samples and evaluates one (dataset, method) pair.
 
-    defaults.yaml <- scale file <- the scale's section for ``dataset`` <- method file <- user overrides, each checked
+    defaults.yaml <- task file <- scale file <- the scale's section for ``dataset`` <- method file <- user overrides,
+    each checked
     against the keys of defaults.yaml; then every value is validated (before anything runs) and ``auto`` precisions
     and worker counts are resolved for ``accelerator`` (the resolved values are what the run records)."""
     from cad.experiment.validate import resolve_hardware, validate
 
+    from cad.data.registry import get_spec, pretty_name
+
     scale_cfg = load_group("scale", scale)
     if dataset not in scale_cfg.datasets:
         raise ConfigError(f"dataset '{dataset}' is not part of scale '{scale}'; valid: {', '.join(scale_cfg.datasets)}")
-    section = OmegaConf.to_container(scale_cfg.datasets[dataset])
-    stands_in_for = section.pop("stands_in_for", None)
+    section = OmegaConf.to_container(scale_cfg.datasets[dataset]) or {}
+    stand_in = get_spec(dataset).stands_in_for
     cfg = OmegaConf.load(EXPERIMENTS_DIR / "defaults.yaml")
     cfg.scale = scale
+    cfg.task = task
+    cfg = _merge_checked(cfg, load_group("task", task), f"experiments/task/{task}.yaml")
     cfg = _merge_checked(cfg, OmegaConf.masked_copy(scale_cfg, [k for k in scale_cfg if k != "datasets"]),
                          f"experiments/scale/{scale}.yaml")
     cfg = _merge_checked(cfg, OmegaConf.create(section), f"experiments/scale/{scale}.yaml, datasets.{dataset}")
     cfg.dataset = dataset
-    cfg.stands_in_for = stands_in_for
+    cfg.stands_in_for = pretty_name(stand_in) if stand_in else None
     cfg.method = load_group("method", method)
+    renamed = [o for o in overrides if o.startswith("method.")]
+    if renamed:
+        raise ConfigError(f"{renamed[0]}: a run's method is its file, and the table row it fills is named by it; "
+                          f"valid: another method (--methods {', '.join(_choices('method'))}) or a new file "
+                          f"experiments/method/<name>.yaml")
     cfg = _merge_checked(cfg, list(overrides), f"overrides {list(overrides)}")
     validate(cfg)
     return resolve_hardware(cfg, accelerator=accelerator, devices=devices)

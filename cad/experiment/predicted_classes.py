@@ -16,7 +16,7 @@ from benchmarks.metrics import accuracy, predicted_class_shares
 from benchmarks.samples import load_samples
 from cad.data.classifiers import load_classifier
 from cad.data.registry import get_spec
-from cad.experiment.adapters import classifier_preprocess
+from cad.tasks.class_task import classifier_preprocess
 
 
 @torch.no_grad()

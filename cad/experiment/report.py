@@ -1,5 +1,6 @@
-"""Turn finished runs into the paper's table (table5d) or figure (fig5a, fig5b): files under results/tables or
-results/figures, written atomically, and the text printed at the end of the command."""
+"""Turn finished runs into the paper's table (an experiment without a sweep, rendered by its task) or figure (a sweep,
+plotted as its experiment file's ``figure`` says): files under results/tables or results/figures, written
+atomically, and the text printed at the end of the command."""
 from __future__ import annotations
 
 import csv
@@ -10,10 +11,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from cad.experiment import adapters
+from cad.data.registry import pretty_name
 from cad.experiment.config import Experiment
 from cad.experiment.runs import RunDirs
 from cad.io import atomic_path, atomic_write_text
+from cad.tasks.registry import get_task
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def _noise_note(train_dirs: list[Path]) -> str | None:
     return None
 
 
-def _run_notes(r: RunResult) -> dict[str, str]:
+def _run_notes(r: RunResult, request_note: str) -> dict[str, str]:
     """The note lines one run supports, from its files: its config (whose identity fields are those of the run that
     made the files: the run was found by their hash) and its metrics' ``meta``."""
     cfg, s, meta = r.cfg, r.cfg.sample, r.metrics.get("meta", {})
@@ -47,7 +49,7 @@ def _run_notes(r: RunResult) -> dict[str, str]:
              "samples": (f"{s.num_samples} generated vs {meta.get('num_reference', cfg.evaluate.reference_size)}"
                          " real test images per row (paper: 50k)"),
              "sampler": (f"{s.sampler}, {s.steps} steps, eta {s.eta}; guidance scale {s.guidance_scale}; "
-                         f"coherence {s.coherence:g}, true labels"),
+                         f"coherence {s.coherence:g}" + (f", {request_note}" if request_note else "")),
              "backbone": f"{cfg.backbone.preset}, {cfg.train.total_steps} training steps",
              "features": ", ".join(f"{k}: {v}" for k, v in meta.get("extractors", {}).items())}
     if "classifier" in meta:
@@ -56,11 +58,11 @@ def _run_notes(r: RunResult) -> dict[str, str]:
     return notes
 
 
-def table_notes(results: list[RunResult], pretty: dict[str, str]) -> dict[str, str]:
+def table_notes(results: list[RunResult], request_note: str = "") -> dict[str, str]:
     """Notes per block: a line shared by every dataset's runs is written once, else once per dataset, each from that
     dataset's own runs (its classifier, its noise, its protocol)."""
     datasets = list(dict.fromkeys(r.dataset for r in results))
-    per_dataset = {d: _run_notes(next(r for r in results if r.dataset == d)) for d in datasets}
+    per_dataset = {d: _run_notes(next(r for r in results if r.dataset == d), request_note) for d in datasets}
     for d in datasets:
         noise = _noise_note([r.dirs.train for r in results if r.dataset == d])
         if noise is not None:
@@ -73,7 +75,7 @@ def table_notes(results: list[RunResult], pretty: dict[str, str]) -> dict[str, s
         if len(set(values.values())) == 1 and len(values) == len(datasets) and key != "noise":
             notes[key] = next(iter(values.values()))
         else:
-            notes.update({f"{key} ({pretty.get(d, d)})": v for d, v in values.items()})
+            notes.update({f"{key} ({pretty_name(d)})": v for d, v in values.items()})
     return notes
 
 
@@ -88,44 +90,55 @@ def sweep_csv(results: list[RunResult], key: str) -> str:
 
 
 def plot_sweep(results: list[RunResult], experiment: Experiment, path: Path) -> None:
+    """One panel per dataset, as ``experiment.figure`` says: ``x: sweep`` plots the metrics ``y`` (the second on a twin
+    axis) against the swept value; ``x: <metric>`` plots ``y[0]`` against that metric, each point annotated with
+    ``<annotate>=<swept value>``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figure = experiment.figure or {"x": "sweep", "y": ["fid"]}
+    x_key, y_keys = figure["x"], list(figure["y"])
     datasets = sorted({r.dataset for r in results})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         rows = [r for r in results if r.dataset == dataset]
-        fid = [r.metrics.get("fid") for r in rows]
-        acc = [r.metrics.get("accuracy") for r in rows]
         values = [r.sweep_value for r in rows]
-        if experiment.name == "fig5a":
-            ax.plot(values, acc, "o-", color="tab:blue", label="accuracy")
-            ax.set_xlabel("coherence fed at sampling")
-            ax.set_ylabel("accuracy", color="tab:blue")
-            twin = ax.twinx()
-            twin.plot(values, fid, "s--", color="tab:red", label="FID")
-            twin.set_ylabel("FID", color="tab:red")
+        if x_key == "sweep":
+            colours = ("tab:blue", "tab:red")
+            for axis, key, colour, style in zip((ax, ax.twinx() if len(y_keys) > 1 else None), y_keys, colours,
+                                                ("o-", "s--")):
+                axis.plot(values, [r.metrics.get(key) for r in rows], style, color=colour, label=key)
+                axis.set_ylabel(key if key != "fid" else "FID", color=colour)
+            ax.set_xlabel(figure.get("x_label", experiment.sweep_key))
         else:
-            ax.plot(acc, fid, "o-")
-            for v, a, f in zip(values, acc, fid):
-                ax.annotate(f"w={v:g}", (a, f), textcoords="offset points", xytext=(4, 4), fontsize=8)
-            ax.set_xlabel("accuracy")
-            ax.set_ylabel("FID")
+            xs, ys = [r.metrics.get(x_key) for r in rows], [r.metrics.get(y_keys[0]) for r in rows]
+            ax.plot(xs, ys, "o-")
+            for v, a, f in zip(values, xs, ys):
+                ax.annotate(f"{figure.get('annotate', experiment.sweep_key)}={v:g}", (a, f),
+                            textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.set_xlabel(x_key)
+            ax.set_ylabel(y_keys[0] if y_keys[0] != "fid" else "FID")
         stand_in = rows[0].cfg.stands_in_for
         ax.set_title(dataset + (f" (stand-in for {stand_in})" if stand_in else ""))
-    fig.suptitle(f"{experiment.name}: CAD, {rows[0].cfg.sample.num_samples} samples per point")
+    methods = ", ".join(dict.fromkeys(pretty_method(r.method) for r in results))
+    fig.suptitle(f"{experiment.name}: {methods}, {rows[0].cfg.sample.num_samples} samples per point")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
+def pretty_method(name: str) -> str:
+    return "CAD" if name == "cad" else name.capitalize()
+
+
 def write(experiment: Experiment, scale: str, results: list[RunResult], root: Path) -> str:
     """Write the experiment's outputs under ``root`` and return the text to print."""
     if experiment.sweep_key is None:
-        return adapters.write_table(experiment.name, results, table_notes(results, adapters.PRETTY), root / "tables")
+        task = get_task(experiment.task)
+        return task.write_table(experiment.name, results, table_notes(results, task.request_note), root / "tables")
     figures = root / "figures"
     text = sweep_csv(results, experiment.sweep_key)
     atomic_write_text(figures / f"{experiment.name}.csv", text)

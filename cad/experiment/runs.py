@@ -49,3 +49,7 @@ def mark_done(directory: Path, stage: str, summary: dict) -> None:
 
 def read_done(directory: Path, stage: str) -> dict:
     return json.loads((directory / f"{stage}.done").read_text())
+
+
+def read_metrics(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

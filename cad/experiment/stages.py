@@ -13,25 +13,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.samples import save_samples
 from cad import hardware
-from cad.experiment import adapters
 from cad.experiment.checkpoints import latest_good_checkpoint
 from cad.experiment.config import save_config
 from cad.experiment.data_order import StepDataModule
-from cad.experiment.runs import RunDirs, is_done, mark_done
+from cad.experiment.runs import RunDirs, is_done, mark_done, read_metrics
 from cad.io import atomic_path, atomic_write_json
-from cad.tasks.class_conditional import ClassConditionalDiffusion
-from cad.tasks.generate import balanced_labels, generate, generate_distributed, to_uint8
-from cad.tasks.grids import save_grid
+from cad.tasks.base import DiffusionModule
+from cad.tasks.generate import generate, generate_distributed, to_uint8
+from cad.tasks.registry import get_task
 
 
-def build_module(cfg: DictConfig, image_shape: tuple[int, int, int], num_classes: int) -> ClassConditionalDiffusion:
-    t = cfg.train
-    return ClassConditionalDiffusion(
-        backbone=cfg.backbone.preset, image_shape=tuple(image_shape), num_classes=num_classes,
-        method=OmegaConf.to_container(cfg.method), schedule=OmegaConf.to_container(t.schedule), lr=t.lr,
-        betas=tuple(t.betas), weight_decay=t.weight_decay, warmup_steps=t.warmup_steps, total_steps=t.total_steps,
-        lr_rate=t.lr_rate, ema_decay=t.ema_decay, ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob,
-        seed=t.seed)
+def noise_summary(stats: dict) -> dict:
+    """What a table says about a run's label noise, from the noisy labels' statistics: the protocol, its temperature
+    (None where the protocol has none) and the measured relabelling accuracy. The train stage writes it to the run's
+    ``noise.json``, so a table renders from files and never rebuilds the labels."""
+    return {"protocol": stats.get("protocol"), "temperature": stats.get("temperature"),
+            "relabel_accuracy": stats.get("relabel_accuracy")}
 
 
 class _TrackLastCheckpoint(Callback):
@@ -45,20 +42,20 @@ class _TrackLastCheckpoint(Callback):
 
 
 class _SampleGrid(Callback):
-    """Logs a grid of EMA samples (one column per class) to TensorBoard every ``every`` steps."""
+    """Logs a grid of EMA samples (the task's first 20 evaluation requests) to TensorBoard every ``every`` steps."""
 
-    def __init__(self, cfg: DictConfig, image_shape, num_classes: int, every: int):
-        self.cfg, self.image_shape, self.num_classes, self.every = cfg, image_shape, num_classes, every
+    def __init__(self, cfg: DictConfig, every: int):
+        self.cfg, self.every = cfg, every
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
         if not self.every or step % self.every or not trainer.is_global_zero:
             return
-        images = _generate(pl_module, self.cfg, self.image_shape, balanced_labels(2 * self.num_classes, self.num_classes),
-                           list(range(2 * self.num_classes)), progress=False)
+        requests = get_task(self.cfg.task).eval_requests(self.cfg, 20)
+        images = _generate(pl_module, self.cfg, requests, list(range(len(requests))), progress=False)
         grid = (images.clamp(-1, 1) + 1) / 2
         import torchvision
-        trainer.logger.experiment.add_image("samples", torchvision.utils.make_grid(grid, nrow=self.num_classes), step)
+        trainer.logger.experiment.add_image("samples", torchvision.utils.make_grid(grid, nrow=10), step)
         pl_module.train()
 
 
@@ -75,23 +72,24 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     dirs.train.mkdir(parents=True, exist_ok=True)
     save_config(cfg, dirs.train / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    info = adapters.dataset_info(cfg)
-    data = adapters.datamodule(cfg, device=run_device(accelerator))
+    task = get_task(cfg.task)
+    device = run_device(accelerator)
+    data = task.datamodule(cfg, device=device)
     data.splits  # noqa: B018 -- read the dataset now: a missing one fails before the model is built
-    module = build_module(cfg, info.image_shape, info.num_classes)
+    module = task.build_module(cfg)
     # save_top_k=1 keeps the newest; Lightning deletes the previous one only after the new one is written, so a kill
     # mid-write leaves a readable checkpoint beside the truncated one.
     checkpoint = ModelCheckpoint(dirpath=dirs.train / "checkpoints", filename="{step}",
                                  every_n_train_steps=cfg.train.checkpoint_every, save_top_k=1, save_last=False)
     resume, start_step = latest_good_checkpoint(dirs.train / "checkpoints") or (None, 0)
-    datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size, pin_memory=data.device.type == "cuda",
+    datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size, pin_memory=device.type == "cuda",
                                 total_steps=cfg.train.total_steps, seed=cfg.train.seed, start_step=start_step)
     trainer = L.Trainer(
         max_steps=cfg.train.total_steps, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
         strategy="ddp" if devices * num_nodes > 1 else "auto", precision=cfg.train.precision,
         logger=TensorBoardLogger(dirs.train, name="tensorboard", version=0),
         callbacks=[checkpoint, _TrackLastCheckpoint(checkpoint),
-                   _SampleGrid(cfg, info.image_shape, info.num_classes, cfg.train.grid_every)],
+                   _SampleGrid(cfg, cfg.train.grid_every)],
         log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False)
     if resume:
@@ -103,8 +101,8 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     if trainer.is_global_zero:
         with atomic_path(dirs.train / "model_ema.pt") as tmp:
             torch.save(module.sampling_model.state_dict(), tmp)
-        if data.noise_stats is not None:  # what the table notes say about the noise come from this file
-            atomic_write_json(dirs.train / "noise.json", adapters.noise_summary(data.noise_stats))
+        if getattr(data, "noise_stats", None) is not None:  # what the table notes say of the noise: from this file
+            atomic_write_json(dirs.train / "noise.json", noise_summary(data.noise_stats))
         loss = trainer.callback_metrics.get("train/loss")
         mark_done(dirs.train, "train", {"steps": trainer.global_step, "wall_s": round(time.time() - start, 1),
                                         "final_loss": None if loss is None else float(loss),
@@ -119,22 +117,21 @@ def run_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
-def load_sampling_model(cfg: DictConfig, dirs: RunDirs, image_shape, num_classes: int,
-                        device: torch.device | str = "cpu") -> ClassConditionalDiffusion:
-    module = build_module(cfg, image_shape, num_classes)
+def load_sampling_model(cfg: DictConfig, dirs: RunDirs, device: torch.device | str = "cpu") -> DiffusionModule:
+    module = get_task(cfg.task).build_module(cfg)
     module.model.load_state_dict(torch.load(dirs.train / "model_ema.pt", map_location="cpu", weights_only=True))
     return module.to(device).eval()
 
 
-def _generate(module: ClassConditionalDiffusion, cfg: DictConfig, image_shape, labels, seeds, *, progress=True,
+def _generate(module: DiffusionModule, cfg: DictConfig, requests: list, seeds: list[int], *, progress=True,
               model=None, distributed: bool = False) -> torch.Tensor:
-    s = cfg.sample
+    s, task = cfg.sample, get_task(cfg.task)
     draw = generate_distributed if distributed else generate
-    return draw(model if model is not None else module.sampling_model, labels, seeds,
-                image_shape=tuple(image_shape), use_coherence=module.method.use_coherence,
-                coherence=s.coherence, sampler=s.sampler, steps=s.steps, schedule=OmegaConf.to_container(s.schedule),
-                guidance=module.method.guidance, guidance_scale=s.guidance_scale, eta=s.eta, clip_x0=s.clip_x0,
-                batch_size=s.batch_size, progress=progress, device=module.device, precision=s.precision)
+    return draw(model if model is not None else module.sampling_model, requests, seeds,
+                condition=task.condition_fn(cfg), pair=task.pair_fn(cfg), image_shape=task.image_shape(cfg),
+                sampler=s.sampler, steps=s.steps, schedule=OmegaConf.to_container(s.schedule),
+                guidance_scale=s.guidance_scale, eta=s.eta, clip_x0=s.clip_x0, batch_size=s.batch_size,
+                progress=progress, device=module.device, precision=s.precision)
 
 
 def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator: str = "cpu") -> None:
@@ -143,20 +140,19 @@ def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator
         return
     dirs.sample.mkdir(parents=True, exist_ok=True)
     save_config(cfg, dirs.sample / "config.yaml")
-    info = adapters.dataset_info(cfg)
-    module = load_sampling_model(cfg, dirs, info.image_shape, info.num_classes, run_device(accelerator))
-    labels = balanced_labels(cfg.sample.num_samples, info.num_classes)
+    task = get_task(cfg.task)
+    module = load_sampling_model(cfg, dirs, run_device(accelerator))
+    requests = task.eval_requests(cfg)
     seeds = [cfg.sample.seed * 1_000_000 + i for i in range(cfg.sample.num_samples)]
     start = time.time()
-    images = _generate(module, cfg, info.image_shape, labels, seeds, progress=progress, model=module.model,
-                       distributed=True)
+    images = _generate(module, cfg, requests, seeds, progress=progress, model=module.model, distributed=True)
     if not is_global_zero():
         return
     uint8 = to_uint8(images)
-    save_samples(dirs.sample / "samples.npz", uint8, np.asarray(labels), np.asarray(seeds))
-    atomic_write_json(dirs.sample / "seeds.json", {"rule": "seed = sample.seed * 1e6 + i; label = i % num_classes",
-                                                   "seeds": seeds, "labels": labels})
-    save_grid(dirs.sample / "grid.png", uint8, np.asarray(labels), info.num_classes, rows=8)
+    extras = task.sample_extras(requests)
+    save_samples(dirs.sample / "samples.npz", uint8, extras.pop("labels", None), np.asarray(seeds), **extras)
+    atomic_write_json(dirs.sample / "seeds.json", {"rule": task.seed_rule, "seeds": seeds, "labels": requests})
+    task.save_grid(dirs.sample / "grid.png", uint8, requests, cfg)
     mark_done(dirs.sample, "sample", {"num_samples": len(seeds), "wall_s": round(time.time() - start, 1)})
     print(f"[sample] {cfg.dataset}/{cfg.method.name}: {len(seeds)} samples in {time.time() - start:.0f} s")
 
@@ -164,11 +160,12 @@ def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator
 def evaluate(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator: str = "cpu") -> dict:
     if is_done(dirs.evaluate, "evaluate"):
         print(f"[evaluate] done already: {dirs.evaluate}")
-        return adapters.read_metrics(dirs.evaluate / "metrics.json")
+        return read_metrics(dirs.evaluate / "metrics.json")
     dirs.evaluate.mkdir(parents=True, exist_ok=True)
     save_config(cfg, dirs.evaluate / "config.yaml")
     start = time.time()
-    metrics = adapters.evaluate(cfg, dirs.sample / "samples.npz", progress=progress, device=run_device(accelerator))
+    metrics = get_task(cfg.task).evaluate(cfg, dirs.sample / "samples.npz", progress=progress,
+                                          device=run_device(accelerator))
     atomic_write_json(dirs.evaluate / "metrics.json", metrics)
     mark_done(dirs.evaluate, "evaluate", {"wall_s": round(time.time() - start, 1)})
     print(f"[evaluate] {cfg.dataset}/{cfg.method.name}: " +

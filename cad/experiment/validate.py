@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from benchmarks.manifold import PRDC_PROTOCOLS
 from cad import hardware
 from cad.backbones import PRESETS
 from cad.data.noise import PROTOCOLS, PROTOCOL_ALIASES
 from cad.diffusion.schedules import available_schedules
 from cad.experiment.config import ConfigError
 from cad.sampling import available_samplers
-from cad.tasks.methods import Method
+from cad.tasks.registry import get_task, task_choices
 
-EXTRACTORS = ("inception", "classifier")
-PRDC_PROTOCOLS = ("standard", "authors")
 
 
 def _one_of(key: str, value, valid) -> None:
@@ -22,10 +21,8 @@ def _one_of(key: str, value, valid) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    try:
-        method = Method(**cfg.method)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"method: {err}") from None
+    """The values every task shares; then the task's own checks (its method, guidance and extractors)."""
+    _one_of("task", cfg.task, task_choices())
     _one_of("backbone.preset", cfg.backbone.preset, sorted(PRESETS))
     _one_of("sample.sampler", cfg.sample.sampler, available_samplers())
     _one_of("train.schedule.name", cfg.train.schedule.name, available_schedules())
@@ -34,12 +31,6 @@ def validate(cfg: DictConfig) -> None:
     _one_of("evaluate.prdc_protocol", cfg.evaluate.prdc_protocol, PRDC_PROTOCOLS)
     for key in ("train.precision", "sample.precision", "evaluate.precision"):
         _one_of(key, cfg[key.split(".")[0]].precision, hardware.PRECISIONS)
-    for name in cfg.evaluate.extractors:
-        _one_of("evaluate.extractors[]", name, EXTRACTORS)
-    if cfg.sample.guidance_scale != 0 and method.guidance == "none":
-        raise ConfigError(f"sample.guidance_scale={cfg.sample.guidance_scale} but method '{method.name}' has no guided "
-                          f"branch (guidance: none); valid: sample.guidance_scale=0, or a method with guidance "
-                          f"(cfg, cad)")
     if not 0.0 <= cfg.sample.coherence <= 1.0:
         raise ConfigError(f"sample.coherence={cfg.sample.coherence} is not valid; valid: a value in [0, 1]")
     for key in ("train.total_steps", "data.batch_size", "sample.num_samples", "sample.batch_size", "sample.steps",
@@ -50,6 +41,7 @@ def validate(cfg: DictConfig) -> None:
     workers = cfg.data.num_workers
     if workers != "auto" and (not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"data.num_workers={workers!r} is not valid; valid: auto or an integer >= 0")
+    get_task(cfg.task).validate(cfg)
 
 
 def resolve_hardware(cfg: DictConfig, *, accelerator: str, devices: int = 1) -> DictConfig:

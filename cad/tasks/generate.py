@@ -1,11 +1,13 @@
-"""Class-conditional generation from a trained denoiser: seeds and labels in, images out.
+"""Generation from a trained denoiser, for any task: per-sample requests and seeds in, images out.
 
-A sample depends only on its seed, label and the sampling config (never on the batch it was drawn in), because the
-initial noise and every ancestral noise come from a per-sample generator (cad.sampling.rng.SeededGenerator).
+A request is whatever the task turns into a condition (a class label, a caption, a map); ``condition`` builds the
+batch's ``Condition`` from a slice of requests, ``pair`` the (positive, negative) conditions guidance needs. A sample
+depends only on its seed, request and the sampling config (never on the batch it was drawn in), because the initial
+noise and every ancestral noise come from a per-sample generator (cad.sampling.rng.SeededGenerator).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,16 +17,25 @@ from tqdm.auto import tqdm
 from cad import hardware
 from cad.conditioning import Condition
 from cad.diffusion.schedules import get_schedule
-from cad.guidance import get_guidance
+from cad.guidance import conditional, guided
 from cad.sampling import get_sampler
 from cad.sampling.rng import SeededGenerator
 
+ConditionFn = Callable[[list, torch.device], Condition]
+PairFn = Callable[[Condition], tuple[Condition, Condition]]
 
-def make_denoiser(model: nn.Module, cond: Condition, guidance: str, scale: float, precision: str = "32-true"):
-    """The denoise function for one guidance choice (paper eq. 3 for 'cfg', eq. 4 for 'cacfg'); scale 0 is the
-    plain conditional branch whatever the method. With ``bf16-mixed`` the network runs under bf16 autocast and its
-    prediction comes back in fp32, so the sampler's update stays in fp32."""
-    denoise = get_guidance("none" if scale == 0.0 else guidance)(model, cond, scale)
+
+def make_denoiser(model: nn.Module, cond: Condition, scale: float, pair: PairFn | None = None,
+                  precision: str = "32-true"):
+    """The denoise function: the conditional branch at scale 0, else ``guided`` over ``pair(cond)`` (eq. 3 or 4, as
+    the task built it). With ``bf16-mixed`` the network runs under bf16 autocast and its prediction comes back in
+    fp32, so the sampler's update stays in fp32."""
+    if scale == 0.0:
+        denoise = conditional(model, cond)
+    elif pair is None:
+        raise ValueError(f"guidance scale {scale} needs a (positive, negative) condition pair; this run has none")
+    else:
+        denoise = guided(model, *pair(cond), scale)
     if precision == "32-true":
         return denoise
 
@@ -37,14 +48,15 @@ def make_denoiser(model: nn.Module, cond: Condition, guidance: str, scale: float
 
 
 @torch.no_grad()
-def generate(model: nn.Module, labels: Sequence[int], seeds: Sequence[int], *, image_shape: tuple[int, int, int],
-             use_coherence: bool, coherence: float, sampler: str, steps: int, schedule: dict, guidance: str,
+def generate(model: nn.Module, requests: Sequence, seeds: Sequence[int], *, condition: ConditionFn,
+             pair: PairFn | None, image_shape: tuple[int, int, int], sampler: str, steps: int, schedule: dict,
              guidance_scale: float, eta: float, clip_x0: bool, batch_size: int, progress: bool = True,
              device: str | torch.device = "cpu", precision: str = "32-true") -> Tensor:
-    """Images in [-1, 1], (N, C, H, W), one per (label, seed) pair; the network in ``precision`` on ``device``."""
-    if len(labels) != len(seeds):
-        raise ValueError(f"generate: {len(labels)} labels but {len(seeds)} seeds")
+    """Images in [-1, 1], (N, C, H, W), one per (request, seed) pair; the network in ``precision`` on ``device``."""
+    if len(requests) != len(seeds):
+        raise ValueError(f"generate: {len(requests)} requests but {len(seeds)} seeds")
     model.eval()
+    device = torch.device(device)
     sample_fn = get_sampler(sampler)
     gamma_fn = get_schedule(**schedule)
     sampler_kwargs = {"eta": eta} if sampler == "ddim" else {}
@@ -52,13 +64,10 @@ def generate(model: nn.Module, labels: Sequence[int], seeds: Sequence[int], *, i
     starts = range(0, len(seeds), batch_size)
     for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress or len(starts) == 1):
         batch_seeds = list(seeds[start:start + batch_size])
-        batch_labels = torch.as_tensor(list(labels[start:start + batch_size]), dtype=torch.long, device=device)
-        cond = Condition(label=batch_labels, label_null=torch.zeros_like(batch_labels, dtype=torch.bool))
-        if use_coherence:
-            cond = cond.with_coherence(coherence)
+        cond = condition(list(requests[start:start + batch_size]), device)
         generator = SeededGenerator(batch_seeds, device=device)
         x_T = generator.randn(*image_shape)
-        denoise = make_denoiser(model, cond, guidance, guidance_scale, precision)
+        denoise = make_denoiser(model, cond, guidance_scale, pair, precision)
         x0 = sample_fn(denoise, x_T, steps, schedule=gamma_fn, generator=generator, clip_x0=clip_x0,
                        progress=progress and len(starts) == 1, **sampler_kwargs)
         out.append(x0.float().cpu())
@@ -71,21 +80,16 @@ def to_uint8(images: Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
 
 
-def balanced_labels(num_samples: int, num_classes: int) -> list[int]:
-    """Requested labels for evaluation: classes in turn, so every class is asked for equally often."""
-    return [i % num_classes for i in range(num_samples)]
-
-
-def generate_distributed(model: nn.Module, labels: Sequence[int], seeds: Sequence[int], **kwargs) -> Tensor:
+def generate_distributed(model: nn.Module, requests: Sequence, seeds: Sequence[int], **kwargs) -> Tensor:
     """``generate`` split across the processes of an initialised torch.distributed group: rank r draws samples
     r, r + R, r + 2R, ... and every rank gets all of them back in the original order. Since a sample depends only on
-    its seed and label, the result is the same for any number of processes (tests/test_distributed_sampling.py)."""
+    its seed and request, the result is the same for any number of processes (tests/test_distributed_sampling.py)."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return generate(model, labels, seeds, **kwargs)
+        return generate(model, requests, seeds, **kwargs)
     rank, world = dist.get_rank(), dist.get_world_size()
-    mine = generate(model, list(labels)[rank::world], list(seeds)[rank::world], **kwargs)
+    mine = generate(model, list(requests)[rank::world], list(seeds)[rank::world], **kwargs)
     gathered: list = [None] * world
     dist.all_gather_object(gathered, mine)
     out = torch.empty((len(seeds), *mine.shape[1:]), dtype=mine.dtype)

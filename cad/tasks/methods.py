@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LABELS = ("clean", "noisy")
-LOSSES = ("mean", "filtered", "weighted")
+LOSSES = ("mean", "weighted")
 GUIDANCES = ("none", "cfg", "cacfg")
 
 
@@ -13,7 +13,7 @@ class Method:
     name: str
     labels: str  # which labels train the model: "clean" or the classifier-resampled "noisy" ones
     use_coherence: bool  # CAD: the coherence score is its own token
-    loss: str  # reduction of the per-sample loss, see cad.diffusion.losses.reduce_loss
+    loss: str  # reduction of the per-sample loss, see cad.diffusion.losses.reduce_loss (Filtered: "mean")
     cond_dropout: float  # probability of replacing the label with the null embedding (plain CFG training)
     filter_threshold: float | None  # Filtered: training samples with coherence below it are dropped
     guidance: str  # guidance used at sampling when the guidance scale is not 0

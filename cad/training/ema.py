@@ -1,6 +1,6 @@
 """Exponential moving average of the weights, used for sampling.
 
-Built on ``torch.optim.swa_utils.AveragedModel`` (and Lightning's ``WeightAveraging`` callback for trainers). The
+Built on ``torch.optim.swa_utils.AveragedModel``, updated by the task after every optimiser step. The
 authors' callback computed ``lerp(param, 0.9999)``, which is no average at all; here the recursion is
 
     ema_0 = theta_0                          (AveragedModel copies the weights at the first update)
@@ -16,14 +16,11 @@ Buffers are averaged too (``use_buffers=True``: BatchNorm statistics follow); in
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
-
-if TYPE_CHECKING:
-    from lightning.pytorch.callbacks import WeightAveraging
 
 
 def ema_decay(num_updates: int, *, decay: float, warmup: float | None) -> float:
@@ -60,13 +57,3 @@ def build_ema(model: nn.Module, *, decay: float, warmup: float | None) -> Averag
     """
     ema = AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(decay=decay, warmup=warmup), use_buffers=True)
     return ema.requires_grad_(False)
-
-
-def build_ema_callback(
-    *, decay: float, warmup: float | None, device: torch.device | str | None = None
-) -> "WeightAveraging":
-    """The same EMA as a Lightning callback: updated after every optimizer step, swapped in for validation and at the
-    end of fit (Lightning's ``WeightAveraging`` behaviour)."""
-    from lightning.pytorch.callbacks import WeightAveraging  # imported here: lightning is slow to import
-
-    return WeightAveraging(device=device, use_buffers=True, multi_avg_fn=ema_multi_avg_fn(decay=decay, warmup=warmup))

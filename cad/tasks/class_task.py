@@ -1,0 +1,154 @@
+"""The class-conditional task (Table 5(d), Figure 5): labels in, images out, FID and classifier accuracy.
+
+Evaluation requests are balanced labels (sample i asks for class i % K); the guided branches are the label pairs of
+cad.guidance (eq. 3: the null label; eq. 4: the same label at coherence 1 and 0).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from benchmarks.evaluate import ReferenceSet, evaluate_samples
+from benchmarks.features import EXTRACTORS as FEATURE_EXTRACTORS, DomainExtractor, build_extractor
+from benchmarks.samples import load_samples
+from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as write_table_files
+from cad.conditioning import Condition
+from cad.data import build_datamodule
+from cad.data.classifiers import classifier_test_accuracy, load_classifier
+from cad.data.noise import NoiseConfig
+from cad.data.registry import get_spec as get_dataset_spec, paper_dataset, pretty_name
+from cad.experiment.config import ConfigError
+from cad.guidance import guidance_pair
+from cad.tasks.class_conditional import ClassConditionalDiffusion
+from cad.tasks.grids import save_grid
+from cad.tasks.methods import Method
+from cad.tasks.registry import Task, register_task
+
+DOMAIN_EXTRACTOR = "classifier"  # the evaluation classifier's features; every other name is benchmarks.features'
+
+
+def balanced_labels(num_samples: int, num_classes: int) -> list[int]:
+    """Requested labels for evaluation: classes in turn, so every class is asked for equally often."""
+    return [i % num_classes for i in range(num_samples)]
+
+
+def label_condition(labels: list[int], device: torch.device, *, use_coherence: bool, coherence: float) -> Condition:
+    """The sampling condition of a batch of requested labels (at ``coherence`` when the model takes one)."""
+    label = torch.as_tensor(labels, dtype=torch.long, device=device)
+    cond = Condition(label=label, label_null=torch.zeros_like(label, dtype=torch.bool))
+    return cond.with_coherence(coherence) if use_coherence else cond
+
+
+def classifier_preprocess(x_uint8: torch.Tensor) -> torch.Tensor:
+    """The suite's classifiers take images in [-1, 1], like the diffusion models."""
+    return x_uint8.float() / 127.5 - 1.0
+
+
+def _options(extractor: str, bf16: bool, device) -> dict:
+    """Constructor options of a registered extractor: the offline Inception takes the evaluation's precision."""
+    return {"device": device, **({"autocast_bf16": bf16} if extractor != "inception-v3-compat" else {})}
+
+
+class ClassTask(Task):
+    name = "class"
+    request_note = "true labels"
+    seed_rule = "seed = sample.seed * 1e6 + i; label = i % num_classes"
+
+    def validate(self, cfg: DictConfig) -> None:
+        try:
+            method = Method(**cfg.method)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"method: {err}") from None
+        if cfg.sample.guidance_scale != 0 and method.guidance == "none":
+            raise ConfigError(f"sample.guidance_scale={cfg.sample.guidance_scale} but method '{method.name}' has no "
+                              f"guided branch (guidance: none); valid: sample.guidance_scale=0, or a method with "
+                              f"guidance (cfg, cad)")
+        valid = sorted(FEATURE_EXTRACTORS) + [DOMAIN_EXTRACTOR]
+        for name in cfg.evaluate.extractors:
+            if name not in valid:
+                raise ConfigError(f"evaluate.extractors: {name!r} is not valid; valid: {', '.join(valid)}")
+
+    def image_shape(self, cfg: DictConfig) -> tuple[int, int, int]:
+        return tuple(get_dataset_spec(cfg.dataset).image_shape)
+
+    def build_module(self, cfg: DictConfig) -> ClassConditionalDiffusion:
+        t = cfg.train
+        return ClassConditionalDiffusion(
+            backbone=cfg.backbone.preset, image_shape=self.image_shape(cfg),
+            num_classes=get_dataset_spec(cfg.dataset).num_classes, method=OmegaConf.to_container(cfg.method),
+            schedule=OmegaConf.to_container(t.schedule), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
+            warmup_steps=t.warmup_steps, total_steps=t.total_steps, lr_rate=t.lr_rate, ema_decay=t.ema_decay,
+            ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed)
+
+    def datamodule(self, cfg: DictConfig, device: torch.device | str = "cpu"):
+        """The method's labels (clean or noisy), its Filtered view, the scale's subset; the noise classifier on
+        ``device``."""
+        method = cfg.method
+        noise = NoiseConfig(**OmegaConf.to_container(cfg.data.noise), classifier_scale=cfg.scale)
+        return build_datamodule(cfg.dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+                                labels=method.labels, noise=noise if method.labels == "noisy" else None,
+                                filter_threshold=method.filter_threshold, subset=cfg.data.subset,
+                                seed=cfg.train.seed, device=device)
+
+    def eval_requests(self, cfg: DictConfig, num_samples: int | None = None) -> list[int]:
+        num_classes = get_dataset_spec(cfg.dataset).num_classes
+        return balanced_labels(cfg.sample.num_samples if num_samples is None else num_samples, num_classes)
+
+    def condition_fn(self, cfg: DictConfig):
+        return functools.partial(label_condition, use_coherence=cfg.method.use_coherence,
+                                 coherence=cfg.sample.coherence)
+
+    def pair_fn(self, cfg: DictConfig):
+        guidance = cfg.method.guidance
+        return None if guidance == "none" else functools.partial(guidance_pair, guidance=guidance)
+
+    def sample_extras(self, requests: list[int]) -> dict[str, np.ndarray]:
+        return {"labels": np.asarray(requests, dtype=np.int64)}
+
+    def save_grid(self, path: Path, images: np.ndarray, requests: list[int], cfg: DictConfig) -> None:
+        save_grid(path, images, np.asarray(requests), get_dataset_spec(cfg.dataset).num_classes, rows=8)
+
+    def evaluate(self, cfg: DictConfig, samples_path: Path, *, device: torch.device | str = "cpu",
+                 progress: bool = True) -> dict:
+        """FID / P / R / D / C on the Inception and on the evaluation classifier's features, and the accuracy of that
+        classifier (never the network that made the label noise) against the requested labels."""
+        test = build_datamodule(cfg.dataset, batch_size=1).splits["test"]
+        n = min(cfg.evaluate.reference_size, len(test))
+        reference = ReferenceSet(cfg.dataset, "test", test.images.shape[-1], n,
+                                 lambda: np.ascontiguousarray(test.images[:n].transpose(0, 2, 3, 1)))
+        classifier = DomainExtractor(load_classifier(cfg.dataset, "eval", scale=cfg.scale, device=device),
+                                     f"{cfg.dataset}-eval-classifier-{cfg.scale}", preprocess=classifier_preprocess,
+                                     with_logits=True, tag="domain", device=device)
+        bf16 = cfg.evaluate.precision == "bf16-mixed"
+        extractors = [classifier if name == DOMAIN_EXTRACTOR else build_extractor(name, **_options(name, bf16, device))
+                      for name in cfg.evaluate.extractors]
+        metrics = evaluate_samples(load_samples(samples_path), reference=reference, extractors=extractors,
+                                   classifier=classifier, prdc_protocol=cfg.evaluate.prdc_protocol,
+                                   nearest_k=cfg.evaluate.nearest_k, batch_size=cfg.evaluate.batch_size,
+                                   progress=progress)
+        metrics["meta"]["eval_classifier_test_accuracy"] = classifier_test_accuracy(cfg.dataset, "eval", cfg.scale)
+        return metrics
+
+    def write_table(self, name: str, results: list, notes: dict, directory: Path) -> str:
+        """The paper's table with our rows beside its numbers: a dataset fills the block of the paper dataset it is
+        (or stands in for); returns the Markdown."""
+        spec = get_table_spec(name)
+        cells: dict = {}
+        block_labels = {}
+        for r in results:
+            block = spec.block_for(paper_dataset(r.dataset)).key
+            cells.setdefault(block, {})[r.method] = {k: v for k, v in r.metrics.items() if k != "meta"}
+            stand_in = r.cfg.stands_in_for
+            block_labels[block] = (f"{pretty_name(r.dataset)} (stand-in for {stand_in})" if stand_in
+                                   else pretty_name(r.dataset))
+        outputs = render_table(spec, cells, context={"block_labels": block_labels, "blocks": list(block_labels),
+                                                     "notes": notes})
+        write_table_files(outputs, directory, name)
+        return outputs["md"]
+
+
+register_task("class", ClassTask)

@@ -1,0 +1,82 @@
+"""Tasks by name (the config's ``task`` key): what the pipeline asks of a task, and the registry of tasks.
+
+Stages, sampling, evaluation and rendering hold a ``Task`` and call it; they never test which task it is.
+A task declares:
+- ``validate(cfg)``: its checks of a resolved config (method, guidance), before anything runs;
+- ``image_shape(cfg)``, ``build_module(cfg)`` (a ``cad.tasks.base.DiffusionModule``), ``datamodule(cfg, device)``;
+- ``eval_requests(cfg)``: what each evaluation sample asks for (class labels, captions, maps), ``seed_rule``;
+- ``condition_fn(cfg)``: requests -> ``Condition``; ``pair_fn(cfg)``: the (positive, negative) conditions of the
+  run's guidance, or None for a method without a guided branch;
+- ``sample_extras(requests)``: the arrays its sample file stores besides images and seeds; ``save_grid``;
+- ``evaluate(cfg, samples_path, device, progress)``: its metrics; ``write_table(...)``: its table.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+
+class Task:
+    name: str = ""
+    request_note: str = ""  # how evaluation requests are chosen, for table notes
+
+    def validate(self, cfg: DictConfig) -> None: ...
+
+    def image_shape(self, cfg: DictConfig) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def build_module(self, cfg: DictConfig):
+        raise NotImplementedError
+
+    def datamodule(self, cfg: DictConfig, device: torch.device | str = "cpu"):
+        raise NotImplementedError
+
+    def eval_requests(self, cfg: DictConfig, num_samples: int | None = None) -> list:
+        raise NotImplementedError
+
+    seed_rule: str = "seed = sample.seed * 1e6 + i"
+
+    def condition_fn(self, cfg: DictConfig) -> Callable:
+        raise NotImplementedError
+
+    def pair_fn(self, cfg: DictConfig) -> Callable | None:
+        return None
+
+    def sample_extras(self, requests: list) -> dict[str, np.ndarray]:
+        return {}
+
+    def save_grid(self, path: Path, images: np.ndarray, requests: list, cfg: DictConfig) -> None: ...
+
+    def evaluate(self, cfg: DictConfig, samples_path: Path, *, device: torch.device | str, progress: bool) -> dict:
+        raise NotImplementedError
+
+    def write_table(self, name: str, results: list, notes: dict, directory: Path) -> str:
+        raise NotImplementedError
+
+
+_TASKS: dict[str, Callable[[], Task]] = {}
+
+
+def register_task(name: str, factory: Callable[[], Task]) -> None:
+    _TASKS[name] = factory
+
+
+def task_choices() -> list[str]:
+    _load_builtin()
+    return sorted(_TASKS)
+
+
+def get_task(name: str) -> Task:
+    _load_builtin()
+    if name not in _TASKS:
+        raise ValueError(f"unknown task '{name}'; valid: {', '.join(sorted(_TASKS))}")
+    return _TASKS[name]()
+
+
+def _load_builtin() -> None:
+    """The suite's own tasks register on import (imported late: they pull in the data and benchmark modules)."""
+    import cad.tasks.class_task  # noqa: F401

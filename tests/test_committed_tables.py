@@ -1,0 +1,29 @@
+"""The committed cpu-scale table and figures are a pure function of the committed run files: rendering them again
+from results/raw/ gives results/tables/ and results/figures/ byte for byte, and trains nothing."""
+import argparse
+
+import pytest
+
+from cad.experiment import cli, report, stages
+from cad.experiment.config import load_experiment
+from cad.paths import results_dir
+
+# The committed runs were made with bf16 autocast for training and features: pinned here so that the test finds them
+# on a CPU where precision 'auto' would choose fp32 (a different run).
+COMMITTED_PRECISION = ["train.precision=bf16-mixed", "evaluate.precision=bf16-mixed"]
+
+
+@pytest.mark.parametrize("name, outputs", [("table5d", ["tables/table5d.md", "tables/table5d.csv",
+                                                          "tables/table5d.tex"]),
+                                           ("fig5a", ["figures/fig5a.csv"]), ("fig5b", ["figures/fig5b.csv"])])
+def test_committed_results_render_to_the_committed_files(name, outputs, tmp_path, monkeypatch):
+    monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("rendering must not train"))
+    experiment = load_experiment(name)
+    _, shown = cli.experiment_datasets(experiment, "cpu", None)
+    args = argparse.Namespace(accelerator="cpu", devices=1)
+    configs = cli._configs(experiment, "cpu", shown, experiment.methods, COMMITTED_PRECISION, args)
+    results = cli.finished_results(experiment, configs, results_dir())
+    assert len(results) == len(configs), "every committed run is found by its hash"
+    report.write(experiment, "cpu", results, tmp_path)
+    for output in outputs:
+        assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output

@@ -1,0 +1,33 @@
+"""Table notes come per block from each dataset's own run files; every noise protocol renders."""
+import json
+
+from cad.experiment import report
+from cad.experiment.config import resolve
+from cad.experiment.runs import run_dirs
+
+
+def _result(tmp_path, dataset, method, classifier, noise):
+    cfg = resolve("smoke", dataset, method, accelerator="cpu")
+    dirs = run_dirs(cfg, "table5d", tmp_path)
+    dirs.train.mkdir(parents=True)
+    if noise is not None:
+        (dirs.train / "noise.json").write_text(json.dumps(noise))
+    meta = {"classifier": classifier, "eval_classifier_test_accuracy": 0.9, "extractors": {"fid": "inception"}}
+    return report.RunResult(dataset=dataset, method=method, sweep_value=None, cfg=cfg, dirs=dirs,
+                            metrics={"fid": 1.0, "meta": meta})
+
+
+def test_each_block_names_its_own_classifier_and_noise_without_a_temperature_renders(tmp_path):
+    results = [
+        _result(tmp_path, "fashion_mnist", "baseline", "fmnist-clf",
+                {"protocol": "classifier", "temperature": 3.926, "relabel_accuracy": 0.542}),
+        _result(tmp_path, "mnist", "baseline", "mnist-clf",
+                {"protocol": "symmetric_entropy", "temperature": None, "relabel_accuracy": 0.5}),
+        _result(tmp_path, "mnist", "conditional", "mnist-clf", None),
+    ]
+    notes = report.table_notes(results, "true labels")
+    assert notes["noise (Fashion-MNIST)"] == "classifier, temperature 3.93, relabelling accuracy 0.542"
+    assert notes["noise (MNIST)"] == "symmetric_entropy, relabelling accuracy 0.500"
+    assert notes["accuracy (Fashion-MNIST)"].startswith("fmnist-clf") and notes["accuracy (MNIST)"].startswith("mnist-clf")
+    assert "accuracy" not in notes and notes["features"] == "fid: inception"  # shared lines are written once
+    assert notes["sampler"].endswith("coherence 1, true labels")
