@@ -57,6 +57,8 @@ def test_a_nan_loss_names_the_step_and_the_last_checkpoint(tmp_path, monkeypatch
 @pytest.mark.parametrize("argv, message", [
     (["table9"], "valid: fig5a, fig5b, table5d"),
     (["table5d", "--scale", "huge"], "valid: smoke, cpu, paper"),
+    pytest.param(["table5d", "--accelerator", "gpu"], "no CUDA device", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="refused only where there is no GPU")),
 ])
 def test_bad_experiment_or_scale_exits_with_the_valid_ones(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

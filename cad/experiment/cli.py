@@ -9,6 +9,8 @@ import argparse
 import sys
 import time
 
+import torch
+
 from cad.experiment import report
 from cad.experiment.config import (ConfigError, experiment_choices, load_experiment, resolve, scale_datasets,
                                    _choices)
@@ -46,6 +48,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"unknown experiment '{args.experiment}'; valid: {', '.join(experiment_choices())}")
     if args.scale not in SCALES:
         parser.error(f"unknown scale '{args.scale}'; valid: {', '.join(SCALES)}")
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        parser.error("--accelerator gpu: this machine has no CUDA device; valid: --accelerator cpu or auto")
     return args
 
 
