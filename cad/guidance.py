@@ -6,7 +6,7 @@ Samplers never see guidance: a wrapper binds the condition and the scale and ret
 
 Guided sampling is ``guided(model, cond_pos, cond_neg, scale)``: eps_pos + w (eps_pos - eps_neg). The task that owns
 the condition builds the pair (``guidance_pair`` gives the class-label pairs; a text task uses its own negative,
-a random-character prompt at coherence 0):
+a random-character prompt at coherence 0, ``cacfg_prompt_pair``):
 
 - ``"none"``: ``conditional``, the conditional prediction eps(x, y, c) as is.
 - ``"cfg"``: eq. 3, positive ``cond``, negative the null condition ``cond.as_null()``.
@@ -73,6 +73,14 @@ def cfg_pair(cond: Condition) -> tuple[Condition, Condition]:
 def cacfg_pair(cond: Condition, coherence_pos: float = 1.0, coherence_neg: float = 0.0) -> tuple[Condition, Condition]:
     """Eq. 4's branches: the same condition at coherence 1 and at coherence 0 (the paper's values)."""
     return cond.with_coherence(coherence_pos), cond.with_coherence(coherence_neg)
+
+
+def cacfg_prompt_pair(cond: Condition, negative: Condition) -> tuple[Condition, Condition]:
+    """Eq. 4 as the paper samples text: the prompt at coherence 1 against ``negative`` (the task's random-character
+    prompt, its tokens and mask in place of the prompt's) at coherence 0."""
+    if negative.batch_size != cond.batch_size:
+        raise ValueError(f"negative condition has {negative.batch_size} samples, the prompt {cond.batch_size}")
+    return cond.with_coherence(1.0), cond.replace(tokens=negative.tokens, token_mask=negative.token_mask).with_coherence(0.0)
 
 
 PAIRS: dict[str, Callable[[Condition], tuple[Condition, Condition]]] = {"cfg": cfg_pair, "cacfg": cacfg_pair}

@@ -5,7 +5,8 @@ from torch import nn
 
 from cad.conditioning import Condition
 from cad.diffusion import get_schedule
-from cad.guidance import available_guidance, classifier_free, coherence_aware, conditional, get_guidance
+from cad.guidance import (available_guidance, cacfg_prompt_pair, classifier_free, coherence_aware, conditional,
+                          get_guidance, guided)
 from cad.sampling import SeededGenerator, get_sampler
 
 
@@ -112,3 +113,21 @@ def test_registry_and_sampling_end_to_end():
     gen = SeededGenerator([0, 1, 2])
     out = get_sampler("ddim")(get_guidance("cacfg")(FakeModel(), COND, 2.0), gen.randn(2, 4, 4), 4, schedule=get_schedule("cosine"), generator=gen)
     assert out.shape == X.shape and torch.isfinite(out).all()
+
+
+def test_text_cacfg_pairs_the_prompt_at_coherence_1_with_a_random_prompt_at_coherence_0():
+    prompt = Condition(tokens=torch.ones(2, 3, 4), token_mask=torch.ones(2, 3, dtype=torch.bool),
+                       coherence=torch.tensor([0.3, 0.6]))
+    random_prompt = Condition(tokens=torch.full((2, 3, 4), 7.0), token_mask=torch.tensor([[1, 1, 0]] * 2).bool())
+    pos, neg = cacfg_prompt_pair(prompt, random_prompt)
+    assert torch.equal(pos.tokens, prompt.tokens) and torch.equal(pos.coherence, torch.ones(2))
+    assert torch.equal(neg.tokens, random_prompt.tokens) and torch.equal(neg.token_mask, random_prompt.token_mask)
+    assert torch.equal(neg.coherence, torch.zeros(2))
+
+    class TokenModel(nn.Module):
+        def forward(self, x_t, gamma, cond, self_cond=None):
+            return x_t + cond.tokens.mean((1, 2)).view(-1, 1) + cond.coherence.view(-1, 1), None
+
+    x, gamma, w = torch.zeros(2, 5), torch.rand(2), 2.0
+    out, _ = guided(TokenModel(), pos, neg, w)(x, gamma, None)
+    torch.testing.assert_close(out, torch.full((2, 5), 2.0 + w * (2.0 - 7.0)))
