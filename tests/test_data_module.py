@@ -50,9 +50,11 @@ def test_unknown_dataset_lists_the_known_ones():
         assert name in str(info.value)
 
 
-def test_symmetric_noise_and_the_filtered_view(tmp_path):
+@pytest.mark.parametrize("protocol", ["symmetric_entropy", "authors_entropy"])
+def test_entropy_protocols_and_the_filtered_view(protocol, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAD_CACHE", str(tmp_path / "cache"))
     root = writers.write_idx_dataset(tmp_path / "fm", n_train=200)
-    noise = NoiseConfig(protocol="symmetric_entropy")
+    noise = NoiseConfig(protocol=protocol)
     full = build_datamodule("fashion_mnist", root=root, batch_size=16, labels="noisy", noise=noise)
     full.setup()
     kept = build_datamodule("fashion_mnist", root=root, batch_size=16, labels="noisy", noise=noise,
@@ -62,7 +64,7 @@ def test_symmetric_noise_and_the_filtered_view(tmp_path):
     assert torch.equal(kept.train_set.index, expected)
     assert torch.all(kept.train_set.coherence >= 0.5) and 0 < len(kept.train_set) < 200
     assert not torch.equal(full.train_set.labels, full.train_set.clean_labels)
-    assert full.noise_stats["protocol"] == "symmetric_entropy"
+    assert full.noise_stats["protocol"] == protocol and full.noise_stats["temperature"] is None
 
 
 def test_subset_is_fixed_by_its_seed(tmp_path):

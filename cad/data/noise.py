@@ -3,8 +3,10 @@
 Protocols:
 - ``classifier`` (the paper's): a classifier's label distribution p = softmax(logits / T) is re-sampled, the new label
   drawn from p and the coherence c = 1 - H(p) / log K (natural logs, K classes).
-- ``symmetric_entropy`` (the authors' alternative): e ~ U(0, 1) per sample; the true label is kept with probability
-  1 - e, else replaced by a uniformly drawn *other* class; c = 1 - e.
+- ``authors_entropy`` (the authors' released class-conditional configs): a target normalised entropy h ~ U(0, 1),
+  the flip probability whose symmetric noise has that entropy, c = 1 - h (cad.data.entropy_noise).
+- ``symmetric_entropy`` (a simpler variant, not the authors'): e ~ U(0, 1) per sample; the true label is kept with
+  probability 1 - e, else replaced by a uniformly drawn *other* class; c = 1 - e (relabelling accuracy 0.5).
 - ``cifar_n`` (CIFAR-10 only): real human noisy labels (CIFAR-N), coherence from the noise classifier's entropy.
 
 The paper's beta is ambiguous (temperature T or 1/T), so the cpu/smoke scales pick T by the noise level it produces:
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 AUTHORS_SEED = 3407
 DEFAULT_TARGET_RELABEL_ACCURACY = 0.54
-PROTOCOLS = ("classifier", "symmetric_entropy", "cifar_n")
+PROTOCOLS = ("classifier", "authors_entropy", "symmetric_entropy", "cifar_n")
 PROTOCOL_ALIASES = {"resample": "classifier"}
 CIFAR_N_LABEL_SETS = ("aggregate", "random1", "random2", "random3", "worst")
 
@@ -91,7 +93,8 @@ def resample_labels(logits: Tensor, temperature: float, generator: torch.Generat
 
 def symmetric_entropy_labels(clean_labels: Tensor, num_classes: int, generator: torch.Generator
                              ) -> tuple[Tensor, Tensor]:
-    """The authors' alternative: e ~ U(0, 1); keep the label with probability 1 - e, else a uniform other class.
+    """A simple variant (not the authors' protocol, see ``authors_entropy``): e ~ U(0, 1); keep the label with
+    probability 1 - e, else a uniform other class.
 
     Returns labels (N,) int64 and coherence c = 1 - e (N,) float32.
     """

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cad.data.entropy_noise import authors_entropy_labels
 from cad.data.noise import (NoiseConfig, expected_relabel_accuracy, find_temperature, relabel_accuracy,
                             resample_labels, symmetric_entropy_labels, coherence_from_probs, label_distribution)
 from cad.io import atomic_path, atomic_write_json
@@ -146,6 +147,8 @@ def make_noisy_labels(dataset: str, clean_labels: Tensor, num_classes: int, conf
         stats["expected_relabel_accuracy"] = expected_relabel_accuracy(logits, clean_labels, temperature)
     elif config.protocol == "symmetric_entropy":
         labels, coherence = symmetric_entropy_labels(clean_labels, num_classes, generator)
+    elif config.protocol == "authors_entropy":
+        labels, coherence = authors_entropy_labels(clean_labels, num_classes, generator)
     else:  # cifar_n: human labels, coherence from the noise classifier's entropy
         if cifar_n_labels is None:
             raise ValueError("noise protocol 'cifar_n' needs the CIFAR-N label table")
