@@ -31,3 +31,15 @@ def test_each_block_names_its_own_classifier_and_noise_without_a_temperature_ren
     assert notes["accuracy (Fashion-MNIST)"].startswith("fmnist-clf") and notes["accuracy (MNIST)"].startswith("mnist-clf")
     assert "accuracy" not in notes and notes["features"] == "fid: inception"  # shared lines are written once
     assert notes["sampler"].endswith("coherence 1, true labels")
+
+
+def test_a_noise_protocol_override_writes_its_own_files(tmp_path):
+    from cad.experiment.config import load_experiment
+
+    table5d = load_experiment("table5d")
+    paper_protocol = [_result(tmp_path / "a", "mnist", "baseline", "c", None)]
+    other = [report.RunResult(**{**r.__dict__, "cfg": resolve("smoke", "mnist", "baseline",
+                                                             ["data.noise.protocol=authors_entropy"])})
+             for r in paper_protocol]
+    assert report.output_name(table5d, paper_protocol) == "table5d"
+    assert report.output_name(table5d, other) == "table5d-authors_entropy"

@@ -77,10 +77,10 @@ class BlobTask(Task):
         centre = samples["images"][:, 2:6, 2:6].astype(float).mean() / 255
         return {"centre_brightness": float(centre), "meta": {}}
 
-    def write_table(self, name, results, notes, directory):
+    def write_table(self, name, results, notes, directory, output=None):
         directory.mkdir(parents=True, exist_ok=True)
         text = "\n".join(f"{r.dataset} {r.method} {r.metrics['centre_brightness']:.3f}" for r in results)
-        (directory / f"{name}.md").write_text(text + "\n" + json.dumps(notes) + "\n")
+        (directory / f"{output or name}.md").write_text(text + "\n" + json.dumps(notes) + "\n")
         return text
 
 

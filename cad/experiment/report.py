@@ -134,13 +134,22 @@ def pretty_method(name: str) -> str:
     return "CAD" if name == "cad" else name.capitalize()
 
 
+def output_name(experiment: Experiment, results: list[RunResult]) -> str:
+    """The file stem of an experiment's outputs: its name, plus the noise protocol where its runs used another one
+    than the paper's (``table5d-authors_entropy.md``), so a protocol override never writes over the committed table."""
+    protocols = sorted({r.cfg.data.noise.protocol for r in results} - {"classifier"})
+    return "-".join([experiment.name, *protocols])
+
+
 def write(experiment: Experiment, scale: str, results: list[RunResult], root: Path) -> str:
     """Write the experiment's outputs under ``root`` and return the text to print."""
+    stem = output_name(experiment, results)
     if experiment.sweep_key is None:
         task = get_task(experiment.task)
-        return task.write_table(experiment.name, results, table_notes(results, task.request_note), root / "tables")
+        return task.write_table(experiment.name, results, table_notes(results, task.request_note), root / "tables",
+                                output=stem)
     figures = root / "figures"
     text = sweep_csv(results, experiment.sweep_key)
-    atomic_write_text(figures / f"{experiment.name}.csv", text)
-    plot_sweep(results, experiment, figures / f"{experiment.name}.png")
-    return text + f"\nwrote {figures / experiment.name}.csv and .png"
+    atomic_write_text(figures / f"{stem}.csv", text)
+    plot_sweep(results, experiment, figures / f"{stem}.png")
+    return text + f"\nwrote {figures / stem}.csv and .png"

@@ -133,7 +133,7 @@ class ClassTask(Task):
         metrics["meta"]["eval_classifier_test_accuracy"] = classifier_test_accuracy(cfg.dataset, "eval", cfg.scale)
         return metrics
 
-    def write_table(self, name: str, results: list, notes: dict, directory: Path) -> str:
+    def write_table(self, name: str, results: list, notes: dict, directory: Path, output: str | None = None) -> str:
         """The paper's table with our rows beside its numbers: a dataset fills the block of the paper dataset it is
         (or stands in for); returns the Markdown."""
         spec = get_table_spec(name)
@@ -147,7 +147,7 @@ class ClassTask(Task):
                                    else pretty_name(r.dataset))
         outputs = render_table(spec, cells, context={"block_labels": block_labels, "blocks": list(block_labels),
                                                      "notes": notes})
-        write_table_files(outputs, directory, name)
+        write_table_files(outputs, directory, output or name)
         return outputs["md"]
 
 

@@ -54,7 +54,8 @@ class Task:
     def evaluate(self, cfg: DictConfig, samples_path: Path, *, device: torch.device | str, progress: bool) -> dict:
         raise NotImplementedError
 
-    def write_table(self, name: str, results: list, notes: dict, directory: Path) -> str:
+    def write_table(self, name: str, results: list, notes: dict, directory: Path, output: str | None = None) -> str:
+        """Render table ``name`` into ``directory`` as ``<output or name>.*``; return the text to print."""
         raise NotImplementedError
 
 
