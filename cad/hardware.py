@@ -3,8 +3,8 @@
 Precision ``auto`` means bf16 autocast only where bf16 arithmetic is native, else fp32:
 - CUDA: bf16 when the GPU supports it (``torch.cuda.is_bf16_supported()``; Ampere and later).
 - CPU: bf16 when torch dispatches to AVX-512 (or newer) kernels *and* the CPU has AVX512-BF16 or AMX tiles. On a CPU
-  with only AVX2, bf16 autocast is emulated and 10-20x slower than fp32 (measured: the offline Inception 16x, the
-  ``unet_cpu`` training step about 10x), so ``auto`` chooses fp32 there.
+  with only AVX2, bf16 autocast is emulated and 10-20x slower than fp32 (issue 9 measured, on an AVX2-only EPYC,
+  the offline Inception 16x slower), so ``auto`` chooses fp32 there.
 ``torch.backends.cpu.get_cpu_capability()`` is what torch's kernels dispatch on; setting ``ATEN_CPU_CAPABILITY=avx2``
 (with ``ONEDNN_MAX_CPU_ISA=AVX2`` for oneDNN) makes a bf16 machine behave like an AVX2-only one, and ``auto`` follows.
 

@@ -122,7 +122,8 @@ class ImageDataModule(L.LightningDataModule):
             return
         dataset = LabelledImages.from_arrays(self.splits["train"])
         if self.labels == "noisy":
-            noisy = noisy_training_labels(self.spec, self.splits["train"], self.noise, root=self.root, device=self.device)
+            noisy = noisy_training_labels(self.spec, self.splits["train"], self.noise, root=self.root,
+                                          device=self.device)
             self.noise_stats = noisy.stats
             dataset = dataset.with_labels(noisy.labels, noisy.coherence)
         dataset = seeded_subset(dataset, self.subset, self.seed)

@@ -19,6 +19,8 @@ import math
 import torch
 from torch import Tensor
 
+from cad.data.noise import flip_to_other_class
+
 TABLE_SIZE = 1000
 
 
@@ -52,10 +54,6 @@ def authors_entropy_labels(clean_labels: Tensor, num_classes: int, generator: to
                            ) -> tuple[Tensor, Tensor]:
     """Noisy labels (N,) int64 and coherence c = 1 - h (N,) float32 under the authors' protocol (module docstring)."""
     clean_labels = clean_labels.to(generator.device, torch.int64)
-    n = len(clean_labels)
-    h = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device)
+    h = torch.rand(len(clean_labels), generator=generator, dtype=torch.float64, device=generator.device)
     g = flip_probability(h.cpu(), num_classes).to(h.device)
-    flip = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device) < g
-    shift = torch.randint(1, num_classes, (n,), generator=generator, device=generator.device)
-    labels = torch.where(flip, (clean_labels + shift) % num_classes, clean_labels)
-    return labels, (1.0 - h).to(torch.float32)
+    return flip_to_other_class(clean_labels, g, num_classes, generator), (1.0 - h).to(torch.float32)

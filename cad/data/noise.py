@@ -91,6 +91,15 @@ def resample_labels(logits: Tensor, temperature: float, generator: torch.Generat
     return labels, coherence_from_probs(probs)
 
 
+def flip_to_other_class(clean_labels: Tensor, flip_probability: Tensor, num_classes: int,
+                        generator: torch.Generator) -> Tensor:
+    """Each label replaced, with its own probability, by a uniformly drawn *other* class (a shift by 1..K-1 mod K)."""
+    n = len(clean_labels)
+    flip = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device) < flip_probability
+    shift = torch.randint(1, num_classes, (n,), generator=generator, device=generator.device)
+    return torch.where(flip, (clean_labels + shift) % num_classes, clean_labels)
+
+
 def symmetric_entropy_labels(clean_labels: Tensor, num_classes: int, generator: torch.Generator
                              ) -> tuple[Tensor, Tensor]:
     """A simple variant (not the authors' protocol, see ``authors_entropy``): e ~ U(0, 1); keep the label with
@@ -99,13 +108,8 @@ def symmetric_entropy_labels(clean_labels: Tensor, num_classes: int, generator: 
     Returns labels (N,) int64 and coherence c = 1 - e (N,) float32.
     """
     clean_labels = clean_labels.to(generator.device, torch.int64)
-    n = len(clean_labels)
-    e = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device)
-    flip = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device) < e
-    # a uniform class among the K - 1 others: shift by 1..K-1 modulo K
-    shift = torch.randint(1, num_classes, (n,), generator=generator, device=generator.device)
-    labels = torch.where(flip, (clean_labels + shift) % num_classes, clean_labels)
-    return labels, (1.0 - e).to(torch.float32)
+    e = torch.rand(len(clean_labels), generator=generator, dtype=torch.float64, device=generator.device)
+    return flip_to_other_class(clean_labels, e, num_classes, generator), (1.0 - e).to(torch.float32)
 
 
 def expected_relabel_accuracy(logits: Tensor, clean_labels: Tensor, temperature: float) -> float:

@@ -112,12 +112,11 @@ def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *,
     """The full config of one run: what trains, samples and evaluates one (dataset, method) pair.
 
     defaults.yaml <- task file <- scale file <- the scale's section for ``dataset`` <- method file <- user overrides,
-    each checked
-    against the keys of defaults.yaml; then every value is validated (before anything runs) and ``auto`` precisions
-    and worker counts are resolved for ``accelerator`` (the resolved values are what the run records)."""
-    from cad.experiment.validate import resolve_hardware, validate
-
+    each checked against the keys of defaults.yaml; then every value is validated (before anything runs) and
+    ``auto`` precisions and worker counts are resolved for ``accelerator`` (the resolved values are what the run
+    records)."""
     from cad.data.registry import get_spec, pretty_name
+    from cad.experiment.validate import resolve_hardware, validate
 
     scale_cfg = load_group("scale", scale)
     if dataset not in scale_cfg.datasets:

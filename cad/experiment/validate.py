@@ -14,7 +14,6 @@ from cad.sampling import available_samplers
 from cad.tasks.registry import get_task, task_choices
 
 
-
 def _one_of(key: str, value, valid) -> None:
     if value not in valid:
         raise ConfigError(f"{key}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
