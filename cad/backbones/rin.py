@@ -101,6 +101,7 @@ class RIN(nn.Module):
         use_coherence: bool,
         token_dim: int | None = None,
         map_channels: int | None = None,
+        mix_labels_and_confidence: bool = False,
         patch_size: int,
         data_dim: int,
         num_latents: int,
@@ -119,7 +120,8 @@ class RIN(nn.Module):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} is not divisible by patch_size={patch_size}")
-        self.spec = ConditioningSpec(num_classes, use_coherence, token_dim, map_channels)
+        self.spec = ConditioningSpec(num_classes, use_coherence, token_dim, map_channels,
+                                     mix_label_coherence=mix_labels_and_confidence)
         self.image_size = image_size
         self.in_channels = in_channels
         self.patch_size = patch_size

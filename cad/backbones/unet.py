@@ -108,6 +108,7 @@ class UNet(nn.Module):
         use_coherence: bool,
         token_dim: int | None = None,
         map_channels: int | None = None,
+        mix_labels_and_confidence: bool = False,
         base_channels: int,
         channel_mults: tuple[int, ...],
         num_res_blocks: int,
@@ -119,7 +120,8 @@ class UNet(nn.Module):
         super().__init__()
         if image_size % 2 ** (len(channel_mults) - 1):
             raise ValueError(f"image_size={image_size} cannot be halved {len(channel_mults) - 1} times")
-        self.spec = ConditioningSpec(num_classes, use_coherence, token_dim, map_channels)
+        self.spec = ConditioningSpec(num_classes, use_coherence, token_dim, map_channels,
+                                     mix_label_coherence=mix_labels_and_confidence)
         self.image_size = image_size
         self.in_channels = in_channels
         emb_dim = 4 * base_channels

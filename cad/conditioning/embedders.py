@@ -7,6 +7,9 @@ Both backbones share them, so a condition means the same thing to RIN and to the
   (paper sec. 4.1: "a sinusoidal positional embedding that we map with an MLP ... added in the latent branch of RIN,
   similar to the class token");
 - the class label by :class:`LabelEmbedder`, with an explicit learned null embedding (DiT ``LabelEmbedder``);
+- with ``mix_label_coherence`` (the authors' option ``mix_labels_and_confidence``) the label and coherence vectors
+  are merged by :class:`LabelCoherenceMixer` into one vector, so the coherence can gate the label multiplicatively
+  instead of being added beside it;
 - text-encoder states by a linear projection (:class:`ConditionEmbedder` returns them with their mask);
 - a dense condition (semantic map) and its per-pixel coherence are extra input channels
   (:func:`append_condition_maps`), as the paper's ControlNet experiment concatenates them (sec. 4.1).
@@ -43,6 +46,12 @@ class ConditioningSpec:
     use_coherence: bool
     token_dim: int | None = None
     map_channels: int | None = None
+    mix_label_coherence: bool = False
+
+    def __post_init__(self):
+        if self.mix_label_coherence and (self.num_classes is None or not self.coherence_token):
+            raise ValueError("mix_label_coherence merges the label and coherence embeddings: it needs num_classes "
+                             "and a scalar coherence (use_coherence=True, no map_channels)")
 
     @property
     def coherence_token(self) -> bool:
@@ -59,8 +68,9 @@ class ConditioningSpec:
 
     @property
     def num_vectors(self) -> int:
-        """Per-sample condition vectors produced by :class:`ConditionEmbedder`: time, [label], [coherence]."""
-        return 1 + int(self.num_classes is not None) + int(self.coherence_token)
+        """Per-sample condition vectors produced by :class:`ConditionEmbedder`: time, [label], [coherence]
+        (label and coherence are one vector when mixed)."""
+        return 1 + int(self.num_classes is not None) + int(self.coherence_token) - int(self.mix_label_coherence)
 
     def check(self, cond: Condition, batch_size: int) -> None:
         """Raise a ``ValueError`` naming the first configured field that ``cond`` lacks or mis-sizes."""
@@ -147,6 +157,21 @@ class LabelEmbedder(nn.Module):
         return torch.where(label_null[:, None], self.null.to(emb.dtype).expand_as(emb), emb)
 
 
+class LabelCoherenceMixer(nn.Module):
+    """The label and coherence vectors -> one vector: ``Linear(2D, D) -> SiLU -> Linear(D, D)`` of their concatenation.
+
+    The authors name this option ``mix_labels_and_confidence`` (their class-conditional config); its code is not in
+    their released package (cad-diffusion 1.2), so this form is our documented choice: the smallest MLP that can
+    express a product of the two (a sum, as without mixing, cannot let ``c = 0`` remove the label)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, label: Tensor, coherence: Tensor) -> Tensor:
+        return self.mlp(torch.cat([label, coherence.to(label.dtype)], dim=-1))
+
+
 def masked_mean(tokens: Tensor, mask: Tensor | None) -> Tensor:
     """Mean over the valid tokens: (B, L, D), (B, L) bool -> (B, D). Masked tokens have exactly no influence."""
     if mask is None:
@@ -175,6 +200,7 @@ class ConditionEmbedder(nn.Module):
         self.time = ScalarEmbedder(dim, sinusoid_dim, TIME_SCALE)
         self.label = LabelEmbedder(spec.num_classes, dim) if spec.num_classes is not None else None
         self.coherence = ScalarEmbedder(dim, sinusoid_dim, COHERENCE_SCALE) if spec.coherence_token else None
+        self.mixer = LabelCoherenceMixer(dim) if spec.mix_label_coherence else None
         self.token_proj = nn.Linear(spec.token_dim, dim) if spec.token_dim is not None else None
 
     def forward(self, gamma: Tensor, cond: Condition) -> ConditionEmbedding:
@@ -183,6 +209,8 @@ class ConditionEmbedder(nn.Module):
             vectors.append(self.label(cond.label, cond.label_null))
         if self.coherence is not None:
             vectors.append(self.coherence(cond.coherence))
+        if self.mixer is not None:
+            vectors[1:] = [self.mixer(*vectors[1:])]
         tokens = mask = None
         if self.token_proj is not None:
             tokens = self.token_proj(cond.tokens.to(self.token_proj.weight.dtype))

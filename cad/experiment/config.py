@@ -84,6 +84,12 @@ def scale_datasets(scale: str, paper_datasets: list[str] | None = None) -> list[
     return [name for name in datasets if _paper_name(pretty_name(paper_dataset(name))) in wanted]
 
 
+def scale_value(scale: str, key: str):
+    """A dot-path's value at ``scale`` before any dataset, method or override: the scale file's, else the default."""
+    value = OmegaConf.select(load_group("scale", scale), key)
+    return OmegaConf.select(OmegaConf.load(EXPERIMENTS_DIR / "defaults.yaml"), key) if value is None else value
+
+
 def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     keys = []
     for key, value in cfg.items():
@@ -147,7 +153,7 @@ def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *,
 EXECUTION_KEYS = ("data.num_workers",)
 # Keys added after runs were committed, with the value those runs had without naming it: a run with that value keeps
 # the identity (hash) it had before the key existed, so committed results stay found.
-IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class"}
+IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix_labels_and_confidence": False}
 
 
 def _parent(container: dict, path: str) -> tuple[dict, str]:

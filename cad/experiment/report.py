@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from cad.data.registry import pretty_name
-from cad.experiment.config import Experiment
+from cad.experiment.config import Experiment, scale_value
 from cad.experiment.runs import RunDirs
 from cad.io import atomic_path, atomic_write_text
 from cad.tasks.registry import get_task
@@ -50,7 +50,9 @@ def _run_notes(r: RunResult, request_note: str) -> dict[str, str]:
                          " real test images per row (paper: 50k)"),
              "sampler": (f"{s.sampler}, {s.steps} steps, eta {s.eta}; guidance scale {s.guidance_scale}; "
                          f"coherence {s.coherence:g}" + (f", {request_note}" if request_note else "")),
-             "backbone": f"{cfg.backbone.preset}, {cfg.train.total_steps} training steps",
+             "backbone": (f"{cfg.backbone.preset}" + (", label and coherence embeddings mixed by an MLP"
+                                                       if cfg.backbone.mix_labels_and_confidence else "")
+                          + f", {cfg.train.total_steps} training steps"),
              "features": ", ".join(f"{k}: {v}" for k, v in meta.get("extractors", {}).items())}
     if "classifier" in meta:
         notes["accuracy"] = (f"{meta['classifier']} (test accuracy {meta.get('eval_classifier_test_accuracy', 0):.4f});"
@@ -135,10 +137,19 @@ def pretty_method(name: str) -> str:
 
 
 def output_name(experiment: Experiment, results: list[RunResult]) -> str:
-    """The file stem of an experiment's outputs: its name, plus the noise protocol where its runs used another one
-    than the paper's (``table5d-authors_entropy.md``), so a protocol override never writes over the committed table."""
-    protocols = sorted({r.cfg.data.noise.protocol for r in results} - {"classifier"})
-    return "-".join([experiment.name, *protocols])
+    """The file stem of an experiment's outputs: its name, plus each way its runs differ from the paper's protocol and
+    the scale's own network (``table5d-authors_entropy``, ``table5d-rin_cpu``, ``table5d-mix``), so a variant never
+    writes over the committed paper-protocol files."""
+    variants = []
+    for r in results:
+        cfg = r.cfg
+        if cfg.data.noise.protocol != "classifier":
+            variants.append(cfg.data.noise.protocol)
+        if cfg.backbone.preset != scale_value(cfg.scale, "backbone.preset"):
+            variants.append(cfg.backbone.preset)
+        if cfg.backbone.mix_labels_and_confidence:
+            variants.append("mix")
+    return "-".join([experiment.name, *dict.fromkeys(variants)])
 
 
 def write(experiment: Experiment, scale: str, results: list[RunResult], root: Path) -> str:

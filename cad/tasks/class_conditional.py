@@ -19,8 +19,9 @@ __all__ = ["ClassConditionalDiffusion", "NonFiniteLossError"]
 
 class ClassConditionalDiffusion(DiffusionModule):
     def __init__(self, *, backbone: str, image_shape: tuple[int, int, int], num_classes: int, method: dict,
-                 **train):
-        """``train``: the shared step's settings (see ``DiffusionModule``), from the config's ``train`` section."""
+                 mix_labels_and_confidence: bool = False, **train):
+        """``train``: the shared step's settings (see ``DiffusionModule``), from the config's ``train`` section;
+        ``mix_labels_and_confidence``: one MLP-merged label-coherence embedding (cad.conditioning.embedders)."""
         super().__init__(**train, loss=Method(**method).loss)
 
     def build_model(self) -> nn.Module:
@@ -28,7 +29,8 @@ class ClassConditionalDiffusion(DiffusionModule):
         self.method = Method(**hp.method)
         channels, height, _ = hp.image_shape
         return build_backbone(hp.backbone, image_size=height, in_channels=channels, num_classes=hp.num_classes,
-                              use_coherence=self.method.use_coherence)
+                              use_coherence=self.method.use_coherence,
+                              mix_labels_and_confidence=hp.mix_labels_and_confidence)
 
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> Condition:
         label = batch["label"]

@@ -67,6 +67,10 @@ class ClassTask(Task):
             raise ConfigError(f"sample.guidance_scale={cfg.sample.guidance_scale} but method '{method.name}' has no "
                               f"guided branch (guidance: none); valid: sample.guidance_scale=0, or a method with "
                               f"guidance (cfg, cad)")
+        if cfg.backbone.mix_labels_and_confidence and not method.use_coherence:
+            raise ConfigError(f"backbone.mix_labels_and_confidence=true merges the label with the coherence score, but "
+                              f"method '{method.name}' has none (use_coherence: false); valid: a method with "
+                              f"coherence (--methods cad), or backbone.mix_labels_and_confidence=false")
         valid = sorted(FEATURE_EXTRACTORS) + [DOMAIN_EXTRACTOR]
         for name in cfg.evaluate.extractors:
             if name not in valid:
@@ -80,6 +84,7 @@ class ClassTask(Task):
         return ClassConditionalDiffusion(
             backbone=cfg.backbone.preset, image_shape=self.image_shape(cfg),
             num_classes=get_dataset_spec(cfg.dataset).num_classes, method=OmegaConf.to_container(cfg.method),
+            mix_labels_and_confidence=cfg.backbone.mix_labels_and_confidence,
             schedule=OmegaConf.to_container(t.schedule), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
             warmup_steps=t.warmup_steps, total_steps=t.total_steps, lr_rate=t.lr_rate, ema_decay=t.ema_decay,
             ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed)
