@@ -39,7 +39,8 @@ def test_mixing_makes_one_vector_of_two():
     assert out.vectors.shape == (3, 2, 16)
 
 
-@pytest.mark.parametrize("kwargs", [dict(num_classes=None, use_coherence=True), dict(num_classes=10, use_coherence=False),
+@pytest.mark.parametrize("kwargs", [dict(num_classes=None, use_coherence=True),
+                                    dict(num_classes=10, use_coherence=False),
                                     dict(num_classes=10, use_coherence=True, map_channels=3)])
 def test_mixing_needs_a_label_and_a_scalar_coherence(kwargs):
     with pytest.raises(ValueError, match="mix_label_coherence"):

@@ -34,6 +34,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scale", default="cpu", help="smoke (CI), cpu (offline reproduction, default) or paper")
     parser.add_argument("--datasets", nargs="+", help="subset of the scale's datasets (default: all of them)")
     parser.add_argument("--methods", nargs="+", help="subset of the experiment's methods (default: all of them)")
+    parser.add_argument("--values", nargs="+", type=float,
+                        help="subset of a sweep's values (default: all of them), e.g. a learning curve's first points")
     parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"),
                         help="Lightning accelerator (auto: the GPU if there is one); precision 'auto' follows it")
     parser.add_argument("--devices", type=int, default=1, help="devices per node (DDP when more than one)")
@@ -54,14 +56,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _configs(experiment, scale: str, datasets: list[str], methods: list[str], overrides: list[str],
-             args: argparse.Namespace) -> list:
-    """(dataset, method, sweep value, resolved config) of every run; a user override of the swept key is refused."""
+             args: argparse.Namespace, values: list[float] | None = None) -> list:
+    """(dataset, method, sweep value, resolved config) of every run (of ``values`` only, when given); a user override
+    of the swept key is refused. The experiment's own overrides for the scale (a learning curve's length) come before
+    the user's."""
+    sweep = experiment.values_at(scale) if experiment.sweep_key else [None]
+    if values:
+        unknown = [v for v in values if v not in sweep]
+        if unknown or not experiment.sweep_key:
+            raise ConfigError(f"--values {unknown[0] if unknown else values[0]:g}: {experiment.name} sweeps "
+                              + (f"{experiment.sweep_key} over {sweep}" if experiment.sweep_key else "nothing")
+                              + "; valid: a subset of those values" + ("" if experiment.sweep_key else " (none)"))
+        sweep = [v for v in sweep if v in values]
     swept = [o for o in overrides if o.split("=", 1)[0] == experiment.sweep_key]
     if swept:
-        raise ConfigError(f"{swept[0]}: {experiment.name} sweeps {experiment.sweep_key} over "
-                          f"{experiment.sweep_values}; valid: leave {experiment.sweep_key} out of the overrides")
-    sweep = experiment.sweep_values or [None]
-    return [(d, m, v, resolve(scale, d, m, overrides + ([f"{experiment.sweep_key}={v}"] if v is not None else []),
+        raise ConfigError(f"{swept[0]}: {experiment.name} sweeps {experiment.sweep_key} over {sweep}; "
+                          f"valid: leave {experiment.sweep_key} out of the overrides")
+    fixed = experiment.overrides_at(scale)
+    return [(d, m, v, resolve(scale, d, m, fixed + overrides + ([f"{experiment.sweep_key}={v}"] if v is not None
+                                                                else []),
                               task=experiment.task, accelerator=args.accelerator, devices=args.devices))
             for d in datasets for m in methods for v in sweep]
 
@@ -99,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             if method not in _choices("method"):
                 raise ConfigError(f"unknown method '{method}'; valid: {', '.join(_choices('method'))}")
         run_datasets, shown_datasets = experiment_datasets(experiment, args.scale, args.datasets)
-        configs = _configs(experiment, args.scale, run_datasets, methods, list(args.overrides), args)
+        configs = _configs(experiment, args.scale, run_datasets, methods, list(args.overrides), args, args.values)
         # The table or figure shows every finished run of its datasets, all of the experiment's methods, so it can be
         # completed one dataset or one method at a time.
         shown = _configs(experiment, args.scale, shown_datasets, experiment.methods, list(args.overrides), args)

@@ -43,23 +43,38 @@ class Experiment:
     name: str
     methods: list[str]
     sweep_key: str | None
-    sweep_values: list[float]
+    sweep_values: list | dict  # one list, or one per scale ({smoke: [...], cpu: [...], paper: [...]})
     paper_datasets: list[str] | None = None  # the paper's datasets it covers (None: all of the scale's)
     task: str = "class"
     figure: dict | None = None  # a sweep's plot: x ("sweep" or a metric), y (metrics), labels (see report.plot_sweep)
+    overrides: dict | None = None  # per scale: the overrides the experiment itself needs (a learning curve's length)
+
+    def values_at(self, scale: str) -> list:
+        values = self.sweep_values
+        if isinstance(values, dict):
+            if scale not in values:
+                raise ConfigError(f"experiment {self.name} sweeps {self.sweep_key} at scales {', '.join(values)} "
+                                  f"only; valid: --scale {' or '.join(values)}")
+            values = values[scale]
+        return list(values)
+
+    def overrides_at(self, scale: str) -> list[str]:
+        return list((self.overrides or {}).get(scale, []))
 
 
 def load_experiment(name: str) -> Experiment:
     cfg = load_group("paper", name)
     sweep = cfg.get("sweep")
+    values = OmegaConf.to_container(sweep["values"]) if sweep else []
     return Experiment(
         name=cfg.experiment,
         methods=list(cfg.methods),
         sweep_key=sweep.key if sweep else None,
-        sweep_values=list(sweep["values"]) if sweep else [],
+        sweep_values=values,
         paper_datasets=list(cfg.paper_datasets) if cfg.get("paper_datasets") else None,
         task=cfg.get("task", "class"),
         figure=OmegaConf.to_container(cfg.figure) if cfg.get("figure") else None,
+        overrides=OmegaConf.to_container(cfg.overrides) if cfg.get("overrides") else None,
     )
 
 
@@ -153,7 +168,8 @@ def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *,
 EXECUTION_KEYS = ("data.num_workers",)
 # Keys added after runs were committed, with the value those runs had without naming it: a run with that value keeps
 # the identity (hash) it had before the key existed, so committed results stay found.
-IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix_labels_and_confidence": False}
+IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix_labels_and_confidence": False,
+                   "sample.train_step": None}
 
 
 def _parent(container: dict, path: str) -> tuple[dict, str]:

@@ -85,16 +85,16 @@ def sweep_csv(results: list[RunResult], key: str) -> str:
     columns = sorted({k for r in results for k, v in r.metrics.items() if isinstance(v, (int, float))})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["dataset", key] + columns)
+    writer.writerow(["dataset", "method", key] + columns)
     for r in results:
-        writer.writerow([r.dataset, r.sweep_value] + [r.metrics.get(c, "") for c in columns])
+        writer.writerow([r.dataset, r.method, r.sweep_value] + [r.metrics.get(c, "") for c in columns])
     return out.getvalue()
 
 
 def plot_sweep(results: list[RunResult], experiment: Experiment, path: Path) -> None:
     """One panel per dataset, as ``experiment.figure`` says: ``x: sweep`` plots the metrics ``y`` (the second on a twin
     axis) against the swept value; ``x: <metric>`` plots ``y[0]`` against that metric, each point annotated with
-    ``<annotate>=<swept value>``."""
+    ``<annotate>=<swept value>``. With several methods: one panel per dataset and metric, one line per method."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,6 +103,10 @@ def plot_sweep(results: list[RunResult], experiment: Experiment, path: Path) -> 
     figure = experiment.figure or {"x": "sweep", "y": ["fid"]}
     x_key, y_keys = figure["x"], list(figure["y"])
     datasets = sorted({r.dataset for r in results})
+    methods = list(dict.fromkeys(r.method for r in results))
+    if len(methods) > 1:
+        _plot_methods(results, experiment, datasets, methods, path)
+        return
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         rows = [r for r in results if r.dataset == dataset]
@@ -122,10 +126,44 @@ def plot_sweep(results: list[RunResult], experiment: Experiment, path: Path) -> 
                             textcoords="offset points", xytext=(4, 4), fontsize=8)
             ax.set_xlabel(x_key)
             ax.set_ylabel(y_keys[0] if y_keys[0] != "fid" else "FID")
-        stand_in = rows[0].cfg.stands_in_for
-        ax.set_title(dataset + (f" (stand-in for {stand_in})" if stand_in else ""))
-    methods = ", ".join(dict.fromkeys(pretty_method(r.method) for r in results))
-    fig.suptitle(f"{experiment.name}: {methods}, {rows[0].cfg.sample.num_samples} samples per point")
+        _title(ax, dataset, rows[0].cfg)
+    fig.suptitle(f"{experiment.name}: {pretty_method(methods[0])}, {rows[0].cfg.sample.num_samples} samples per point")
+    _save(fig, path)
+
+
+def _plot_methods(results: list[RunResult], experiment: Experiment, datasets: list[str], methods: list[str],
+                  path: Path) -> None:
+    """A panel per (dataset, metric of ``figure.y``), a line per method over the swept value (``x: sweep``)."""
+    import matplotlib.pyplot as plt
+
+    figure = experiment.figure or {"y": ["fid"]}
+    y_keys = list(figure["y"])
+    fig, axes = plt.subplots(len(datasets), len(y_keys), figsize=(5 * len(y_keys), 4 * len(datasets)), squeeze=False)
+    for row, dataset in zip(axes, datasets):
+        for ax, key in zip(row, y_keys):
+            for method in methods:
+                rows = sorted((r for r in results if r.dataset == dataset and r.method == method),
+                              key=lambda r: r.sweep_value)
+                ax.plot([r.sweep_value for r in rows], [r.metrics.get(key) for r in rows], "o-",
+                        label=pretty_method(method))
+            ax.set_xlabel(figure.get("x_label", experiment.sweep_key))
+            ax.set_ylabel(key if key != "fid" else "FID")
+            ax.legend()
+            _title(ax, dataset, next(r.cfg for r in results if r.dataset == dataset))
+    cfg = results[0].cfg
+    fig.suptitle(f"{experiment.name}: {', '.join(map(pretty_method, methods))}; noise protocol "
+                 f"{cfg.data.noise.protocol}; {cfg.backbone.preset}; {cfg.sample.num_samples} samples per point")
+    _save(fig, path)
+
+
+def _title(ax, dataset: str, cfg: DictConfig) -> None:
+    stand_in = cfg.stands_in_for
+    ax.set_title(dataset + (f" (stand-in for {stand_in})" if stand_in else ""))
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

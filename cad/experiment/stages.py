@@ -3,6 +3,7 @@ its outputs atomically, so a killed command re-run picks up where it stopped."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -59,12 +60,34 @@ class _SampleGrid(Callback):
         pl_module.train()
 
 
+def train_until(cfg: DictConfig) -> int:
+    """The step the sampling stage reads the EMA weights at: ``sample.train_step`` (a snapshot of the run, for a
+    learning curve; the LR schedule is still the one of ``train.total_steps``), else the end of training."""
+    step = cfg.sample.get("train_step")
+    return cfg.train.total_steps if step is None else int(step)
+
+
+def ema_weights(dirs: RunDirs, step: int, total_steps: int) -> Path:
+    """The EMA weights after ``step`` steps: ``model_ema.pt`` at the end of training, else a snapshot file."""
+    return dirs.train / ("model_ema.pt" if step == total_steps else f"model_ema-step{step}.pt")
+
+
 def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num_nodes: int,
           progress: bool = True) -> None:
+    """Train to ``train.total_steps``, or only up to ``sample.train_step`` (saving that step's EMA snapshot), resuming
+    from the newest readable checkpoint; a later call with a later step goes on from there."""
+    until, total = train_until(cfg), cfg.train.total_steps
+    weights = ema_weights(dirs, until, total)
+    if until < total and weights.is_file():
+        print(f"[train] snapshot at step {until} done already: {weights}")
+        return
     if is_done(dirs.train, "train"):
-        if (dirs.train / "model_ema.pt").is_file():
+        if until == total and weights.is_file():
             print(f"[train] done already: {dirs.train}")
             return
+        if until < total:
+            raise RuntimeError(f"{dirs.train}: the snapshot at step {until} is missing and training is finished; "
+                               f"delete that folder's train.done and checkpoints/ to train the curve again")
         # Committed results carry the done markers but not the weights (too large for git): a later stage that
         # needs the model (a new sampling config) trains it again, from the same seeds.
         print(f"[train] {dirs.train.name}: done marker but no model_ema.pt here; training again")
@@ -82,10 +105,13 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     checkpoint = ModelCheckpoint(dirpath=dirs.train / "checkpoints", filename="{step}",
                                  every_n_train_steps=cfg.train.checkpoint_every, save_top_k=1, save_last=False)
     resume, start_step = latest_good_checkpoint(dirs.train / "checkpoints") or (None, 0)
+    if start_step > until:
+        raise RuntimeError(f"{dirs.train}: checkpoints are at step {start_step}, past the requested snapshot at step "
+                           f"{until}; delete that folder's checkpoints/ to train the curve again")
     datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size, pin_memory=device.type == "cuda",
-                                total_steps=cfg.train.total_steps, seed=cfg.train.seed, start_step=start_step)
+                                total_steps=total, seed=cfg.train.seed, start_step=start_step)
     trainer = L.Trainer(
-        max_steps=cfg.train.total_steps, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+        max_steps=until, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
         strategy="ddp" if devices * num_nodes > 1 else "auto", precision=cfg.train.precision,
         logger=TensorBoardLogger(dirs.train, name="tensorboard", version=0),
         callbacks=[checkpoint, _TrackLastCheckpoint(checkpoint),
@@ -96,17 +122,20 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
         print(f"[train] resuming from {resume.name} (step {start_step})")
     start = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
-    if trainer.global_step < cfg.train.total_steps:
-        raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.train.total_steps}")
+    if trainer.global_step < until:
+        raise RuntimeError(f"training stopped at step {trainer.global_step} of {until}")
+    if until < total and not (dirs.train / "checkpoints" / f"step={until}.ckpt").is_file():
+        trainer.save_checkpoint(dirs.train / "checkpoints" / f"step={until}.ckpt")  # the next snapshot goes on here
     if trainer.is_global_zero:
-        with atomic_path(dirs.train / "model_ema.pt") as tmp:
+        with atomic_path(weights) as tmp:
             torch.save(module.sampling_model.state_dict(), tmp)
         if getattr(data, "noise_stats", None) is not None:  # what the table notes say of the noise: from this file
             atomic_write_json(dirs.train / "noise.json", noise_summary(data.noise_stats))
         loss = trainer.callback_metrics.get("train/loss")
-        mark_done(dirs.train, "train", {"steps": trainer.global_step, "wall_s": round(time.time() - start, 1),
-                                        "final_loss": None if loss is None else float(loss),
-                                        "parameters": sum(p.numel() for p in module.model.parameters())})
+        summary = {"steps": trainer.global_step, "wall_s": round(time.time() - start, 1), "resumed_from": start_step,
+                   "final_loss": None if loss is None else float(loss),
+                   "parameters": sum(p.numel() for p in module.model.parameters())}
+        mark_done(dirs.train, "train" if until == total else f"snapshot-{until}", summary)
         print(f"[train] {cfg.dataset}/{cfg.method.name}: {trainer.global_step} steps in {time.time() - start:.0f} s")
 
 
@@ -119,7 +148,8 @@ def run_device(accelerator: str) -> torch.device:
 
 def load_sampling_model(cfg: DictConfig, dirs: RunDirs, device: torch.device | str = "cpu") -> DiffusionModule:
     module = get_task(cfg.task).build_module(cfg)
-    module.model.load_state_dict(torch.load(dirs.train / "model_ema.pt", map_location="cpu", weights_only=True))
+    weights = ema_weights(dirs, train_until(cfg), cfg.train.total_steps)
+    module.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return module.to(device).eval()
 
 

@@ -37,6 +37,10 @@ def validate(cfg: DictConfig) -> None:
         section, name = key.split(".")
         if not isinstance(cfg[section][name], int) or cfg[section][name] < 1:
             raise ConfigError(f"{key}={cfg[section][name]!r} is not valid; valid: an integer >= 1")
+    step = cfg.sample.train_step
+    if step is not None and (not isinstance(step, int) or not 1 <= step <= cfg.train.total_steps):
+        raise ConfigError(f"sample.train_step={step!r} is not valid; valid: null (the end of training) or an integer "
+                          f"in [1, train.total_steps={cfg.train.total_steps}]")
     workers = cfg.data.num_workers
     if workers != "auto" and (not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"data.num_workers={workers!r} is not valid; valid: auto or an integer >= 0")

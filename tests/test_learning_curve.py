@@ -1,0 +1,66 @@
+"""The learning curve (issue 13, part 4): EMA snapshots of one long run, sampled at ``sample.train_step``."""
+import pytest
+import torch
+
+from cad.experiment import cli, stages
+from cad.experiment.config import TRAIN_KEYS, ConfigError, config_hash, load_experiment, resolve
+from cad.experiment.runs import is_done, run_dirs
+
+TINY = ["train.total_steps=6", "train.checkpoint_every=2", "train.warmup_steps=2", "data.subset=256",
+        "data.batch_size=16", "train.log_every=1"]
+
+
+def _train(cfg, dirs):
+    stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)
+
+
+def test_a_snapshot_run_goes_on_to_the_uninterrupted_weights(tmp_path, capsys):
+    full = resolve("smoke", "mnist", "conditional", TINY)
+    _train(full, run_dirs(full, "a", tmp_path / "a"))
+    reference = torch.load(run_dirs(full, "a", tmp_path / "a").train / "model_ema.pt", weights_only=True)
+
+    early = resolve("smoke", "mnist", "conditional", TINY + ["sample.train_step=3"])
+    dirs = run_dirs(early, "b", tmp_path / "b")
+    assert dirs.train == run_dirs(full, "b", tmp_path / "b").train  # one run; the snapshot is a sampling choice
+    _train(early, dirs)
+    snapshot = torch.load(dirs.train / "model_ema-step3.pt", weights_only=True)
+    assert is_done(dirs.train, "snapshot-3") and not is_done(dirs.train, "train")
+    _train(early, dirs)
+    assert "snapshot at step 3 done already" in capsys.readouterr().out
+
+    _train(full, dirs)  # goes on from the step-3 checkpoint
+    resumed = torch.load(dirs.train / "model_ema.pt", weights_only=True)
+    assert is_done(dirs.train, "train")
+    for name in reference:
+        assert torch.equal(reference[name], resumed[name]), name
+    assert any(not torch.equal(snapshot[n], resumed[n]) for n in snapshot)
+    # The sampling stage reads the snapshot the config names.
+    model = stages.load_sampling_model(early, dirs).model.state_dict()
+    assert all(torch.equal(model[n], snapshot[n]) for n in snapshot)
+
+    (dirs.train / "model_ema-step3.pt").unlink()
+    with pytest.raises(RuntimeError, match="snapshot at step 3 is missing and training is finished"):
+        _train(early, dirs)
+
+
+@pytest.mark.parametrize("step", [0, 7, 2.5])
+def test_a_snapshot_step_outside_the_run_is_refused(step):
+    with pytest.raises(ConfigError, match=r"sample.train_step=.* is not valid; valid: null .* \[1, train.total_steps=6\]"):
+        resolve("smoke", "mnist", "cad", TINY + [f"sample.train_step={step}"])
+
+
+def test_curve5d_samples_one_long_run_per_method_at_each_scale():
+    experiment = load_experiment("curve5d")
+    args = cli.parse_args(["curve5d"])
+    configs = cli._configs(experiment, "cpu", ["fashion_mnist"], ["baseline", "cad"], [], args)
+    assert [v for _, m, v, _ in configs if m == "cad"] == [2000, 4000, 8000, 16000]
+    for method in ("baseline", "cad"):
+        cfgs = [c for _, m, _, c in configs if m == method]
+        assert {c.train.total_steps for c in cfgs} == {16000}
+        assert len({config_hash(c, TRAIN_KEYS) for c in cfgs}) == 1
+    first = cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], [], args, values=[2000.0, 4000.0])
+    assert [c.sample.train_step for *_, c in first] == [2000, 4000]
+    with pytest.raises(ConfigError, match=r"--values 3000: curve5d sweeps sample.train_step over \[2000, 4000"):
+        cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], [], args, values=[3000.0])
+    with pytest.raises(ConfigError, match="sample.train_step=2000: curve5d sweeps"):
+        cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], ["sample.train_step=2000"], args)
