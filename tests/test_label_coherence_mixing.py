@@ -75,3 +75,12 @@ def test_config_option_is_named_off_by_default_and_checked():
     assert output_name(table5d, [as_result(mixed)]) == "table5d-mix"
     rin = resolve("smoke", "mnist", "cad", ["backbone.preset=rin_smoke"])
     assert output_name(table5d, [as_result(rin)]) == "table5d-rin_smoke"
+
+
+def test_the_table_of_a_mixed_run_leaves_out_the_methods_without_coherence():
+    from cad.experiment import cli
+
+    args = cli.parse_args(["table5d", "--scale", "smoke", "backbone.mix_labels_and_confidence=true"])
+    table5d = load_experiment("table5d")
+    applies = {m: cli._applies(table5d, args, ["mnist"], m) for m in table5d.methods}
+    assert applies == {"conditional": False, "baseline": False, "filtered": False, "weighted": False, "cad": True}

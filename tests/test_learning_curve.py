@@ -45,7 +45,8 @@ def test_a_snapshot_run_goes_on_to_the_uninterrupted_weights(tmp_path, capsys):
 
 @pytest.mark.parametrize("step", [0, 7, 2.5])
 def test_a_snapshot_step_outside_the_run_is_refused(step):
-    with pytest.raises(ConfigError, match=r"sample.train_step=.* is not valid; valid: null .* \[1, train.total_steps=6\]"):
+    valid = r"valid: null .* \[1, train.total_steps=6\]"
+    with pytest.raises(ConfigError, match=r"sample.train_step=.* is not valid; " + valid):
         resolve("smoke", "mnist", "cad", TINY + [f"sample.train_step={step}"])
 
 

@@ -79,6 +79,15 @@ def _configs(experiment, scale: str, datasets: list[str], methods: list[str], ov
             for d in datasets for m in methods for v in sweep]
 
 
+def _applies(experiment, args: argparse.Namespace, datasets: list[str], method: str) -> bool:
+    """Whether the command's overrides make a valid run of ``method`` (the runs to do were checked already)."""
+    try:
+        _configs(experiment, args.scale, datasets, [method], list(args.overrides), args)
+    except ConfigError:
+        return False
+    return True
+
+
 def experiment_datasets(experiment, scale: str, requested: list[str] | None) -> tuple[list[str], list[str]]:
     """(datasets to run, datasets the table or figure shows). By default an experiment runs on the paper's datasets
     it covers (the figures: ImageNet or its stand-in); ``--datasets`` may name any dataset of the scale, which the
@@ -114,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         run_datasets, shown_datasets = experiment_datasets(experiment, args.scale, args.datasets)
         configs = _configs(experiment, args.scale, run_datasets, methods, list(args.overrides), args, args.values)
         # The table or figure shows every finished run of its datasets, all of the experiment's methods, so it can be
-        # completed one dataset or one method at a time.
-        shown = _configs(experiment, args.scale, shown_datasets, experiment.methods, list(args.overrides), args)
+        # completed one dataset or one method at a time; a method the overrides do not apply to (a label-coherence
+        # mix for a method without coherence) has no such run.
+        shown = [c for m in experiment.methods if _applies(experiment, args, shown_datasets[:1], m)
+                 for c in _configs(experiment, args.scale, shown_datasets, [m], list(args.overrides), args)]
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
