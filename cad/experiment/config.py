@@ -169,7 +169,8 @@ EXECUTION_KEYS = ("data.num_workers",)
 # Keys added after runs were committed, with the value those runs had without naming it: a run with that value keeps
 # the identity (hash) it had before the key existed, so committed results stay found.
 IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix_labels_and_confidence": False,
-                   "sample.train_step": None}
+                   "sample.train_step": None,
+                   "train.guidance_loss": {"w": 0.0, "w_max": None, "stop_gradient": False, "plain_share": 0.0}}
 
 
 def _parent(container: dict, path: str) -> tuple[dict, str]:

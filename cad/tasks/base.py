@@ -3,7 +3,8 @@
 t ~ U(0, 1), gamma = gamma(t), x_t = sqrt(gamma) x0 + sqrt(1 - gamma) eps; the denoiser predicts eps from
 (x_t, gamma, condition) with RIN latent self-conditioning; the unweighted per-sample MSE is reduced by ``loss``
 ("mean", or "weighted": x c_i / mean(c)). The EMA of the weights is what samples. A task says only how a batch
-becomes a ``Condition`` (``condition``) and which backbone it builds (``build_model``).
+becomes a ``Condition`` (``condition``) and which backbone it builds (``build_model``); with the guidance-aligned loss
+(``guidance_loss``, cad.diffusion.guidance_loss) also which negative branch guidance uses (``training_pair``).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from cad.conditioning import Condition
+from cad.diffusion.guidance_loss import GuidanceLoss, guided_prediction
 from cad.diffusion.losses import per_sample_mse, reduce_loss
 from cad.diffusion.noising import add_noise
 from cad.diffusion.schedules import get_schedule
@@ -28,10 +30,12 @@ class NonFiniteLossError(RuntimeError):
 class DiffusionModule(L.LightningModule):
     def __init__(self, *, schedule: dict, lr: float, betas: tuple[float, float], weight_decay: float,
                  warmup_steps: int, total_steps: int, lr_rate: float, ema_decay: float, ema_warmup: int | None,
-                 self_cond_keep_prob: float = 0.9, seed: int = 0, loss: str = "mean"):
+                 self_cond_keep_prob: float = 0.9, seed: int = 0, loss: str = "mean",
+                 guidance_loss: dict | None = None):
         super().__init__()
         self.save_hyperparameters()  # the subclass's arguments too: Lightning collects every __init__ frame
         self.loss_reduction = loss
+        self.guidance_loss = GuidanceLoss(**(guidance_loss or {}))
         self.model = self.build_model()
         self.ema = build_ema(self.model, decay=ema_decay, warmup=ema_warmup)
         self.gamma = get_schedule(**schedule)
@@ -44,6 +48,10 @@ class DiffusionModule(L.LightningModule):
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> Condition:
         """The training condition of a batch; randomness (condition dropout) from ``generator``."""
         raise NotImplementedError
+
+    def training_pair(self, cond: Condition) -> tuple[Condition, Condition]:
+        """The (positive, negative) branches the guidance-aligned loss combines; a task with guidance defines it."""
+        raise NotImplementedError(f"{type(self).__name__} has no guided branch for the guidance-aligned loss")
 
     # --- the shared step ----------------------------------------------------------------------------------------
     def step_generator(self, device: torch.device) -> torch.Generator:
@@ -62,8 +70,17 @@ class DiffusionModule(L.LightningModule):
         gamma = self.gamma(t)
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         x_t = add_noise(x0, gamma, eps)
-        eps_hat = self_conditioned_forward(self.model, x_t, gamma, self.condition(batch, generator),
-                                           keep_prob=self.hparams.self_cond_keep_prob, generator=generator)
+        cond = self.condition(batch, generator)
+        keep_prob = self.hparams.self_cond_keep_prob
+        if self.guidance_loss.enabled:  # both branches in one forward, positive half first (as guided sampling)
+            w = self.guidance_loss.draw_scales(x0.shape[0], x0.device, generator)
+            pos, neg = self.training_pair(cond)
+            both = self_conditioned_forward(self.model, torch.cat([x_t, x_t]), torch.cat([gamma, gamma]),
+                                            Condition.cat([pos, neg]), keep_prob=keep_prob, generator=generator)
+            eps_pos, eps_neg = both.float().chunk(2)
+            eps_hat = guided_prediction(eps_pos, eps_neg, w, self.guidance_loss.stop_gradient)
+        else:
+            eps_hat = self_conditioned_forward(self.model, x_t, gamma, cond, keep_prob=keep_prob, generator=generator)
         per_sample = per_sample_mse(eps_hat.float(), eps)
         coherence = batch["coherence"].float() if "coherence" in batch else None
         return reduce_loss(per_sample, coherence, self.loss_reduction), per_sample

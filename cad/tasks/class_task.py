@@ -20,6 +20,7 @@ from cad.conditioning import Condition
 from cad.data import build_datamodule
 from cad.data.classifiers import classifier_test_accuracy, load_classifier
 from cad.data.noise import NoiseConfig
+from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.data.registry import get_spec as get_dataset_spec, paper_dataset, pretty_name
 from cad.experiment.config import ConfigError
 from cad.guidance import guidance_pair
@@ -71,6 +72,14 @@ class ClassTask(Task):
             raise ConfigError(f"backbone.mix_labels_and_confidence=true merges the label with the coherence score, but "
                               f"method '{method.name}' has none (use_coherence: false); valid: a method with "
                               f"coherence (--methods cad), or backbone.mix_labels_and_confidence=false")
+        try:
+            aligned = GuidanceLoss(**cfg.train.guidance_loss).enabled
+        except ValueError as err:
+            raise ConfigError(f"train.{err}") from None
+        if aligned and method.guidance == "none":
+            raise ConfigError(f"train.guidance_loss trains the guided combination, but method '{method.name}' has no "
+                              f"guided branch (guidance: none); valid: a method with guidance (cfg, cad), or "
+                              f"train.guidance_loss.w=0 with w_max=null")
         valid = sorted(FEATURE_EXTRACTORS) + [DOMAIN_EXTRACTOR]
         for name in cfg.evaluate.extractors:
             if name not in valid:
@@ -87,7 +96,8 @@ class ClassTask(Task):
             mix_labels_and_confidence=cfg.backbone.mix_labels_and_confidence,
             schedule=OmegaConf.to_container(t.schedule), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
             warmup_steps=t.warmup_steps, total_steps=t.total_steps, lr_rate=t.lr_rate, ema_decay=t.ema_decay,
-            ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed)
+            ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed,
+            guidance_loss=OmegaConf.to_container(t.guidance_loss))
 
     def datamodule(self, cfg: DictConfig, device: torch.device | str = "cpu"):
         """The method's labels (clean or noisy), its Filtered view, the scale's subset; the noise classifier on
