@@ -65,3 +65,10 @@ def test_curve5d_samples_one_long_run_per_method_at_each_scale():
         cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], [], args, values=[3000.0])
     with pytest.raises(ConfigError, match="sample.train_step=2000: curve5d sweeps"):
         cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], ["sample.train_step=2000"], args)
+
+
+def test_render_only_runs_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "results_dir", lambda: tmp_path)
+    assert cli.main(["curve5d", "--scale", "smoke", "--render-only"]) == 0
+    assert "no finished run to show yet" in capsys.readouterr().out
+    assert not any(tmp_path.rglob("*"))

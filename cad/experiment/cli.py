@@ -41,6 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--devices", type=int, default=1, help="devices per node (DDP when more than one)")
     parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (CI logs)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: write the table or figure from the runs already finished")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.total_steps=500")
     # key=value tokens are overrides wherever they stand (a greedy --datasets/--methods list would swallow them)
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = results_dir() / "smoke" if args.scale == "smoke" else results_dir()
     start = time.time()
-    for dataset, method, value, cfg in configs:
+    for dataset, method, value, cfg in [] if args.render_only else configs:
         dirs = run_dirs(cfg, experiment.name, root / "raw")
         print(f"== {experiment.name} | {args.scale} | {dataset} | {method}"
               + (f" | {experiment.sweep_key}={value}" if value is not None else "") + f" -> {dirs.evaluate}")
@@ -145,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     if not is_global_zero():
         return 0
     results = finished_results(experiment, shown, root)
+    if not results:
+        print(f"[{experiment.name}] no finished run to show yet; run it without --render-only")
+        return 0
     text = report.write(experiment, args.scale, results, root)
     print(text)
     print(f"[{experiment.name}] finished in {time.time() - start:.0f} s")
