@@ -40,7 +40,7 @@ main() {
       setup
       "$PY" -m pytest -q -p no:cacheprovider tests "$@"
       # Every experiment config runs at the smoke scale (fig5a/fig5b reuse table5d's trained CAD models).
-      for experiment in table5d fig5a fig5b curve5d; do
+      for experiment in table5d fig5a fig5b curve5d guidance_loss; do
         echo "[test] smoke reproduction of $experiment"
         "$PY" -m cad.experiment "$experiment" --scale smoke --no-progress
       done

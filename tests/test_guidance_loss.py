@@ -97,3 +97,23 @@ def test_a_short_training_with_the_aligned_loss_runs_to_the_end(tmp_path):
     dirs = run_dirs(cfg, "aligned", tmp_path)
     stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)
     assert is_done(dirs.train, "train") and (dirs.train / "model_ema.pt").is_file()
+
+
+def test_the_ablation_runs_each_method_once_per_loss_and_labels_its_lines():
+    from cad.experiment import cli, report
+    from cad.experiment.config import TRAIN_KEYS, config_hash, load_experiment
+
+    experiment = load_experiment("guidance_loss")
+    planned = cli._configs(experiment, "cpu", ["fashion_mnist"], experiment.methods, [],
+                           cli.parse_args(["guidance_loss"]))
+    assert {(r.method, r.variant) for r in planned} == {(m, v) for m in ("cfg", "cad") for v in ("plain", "aligned")}
+    trains = {(r.method, r.variant): config_hash(r.cfg, TRAIN_KEYS) for r in planned}
+    assert len(set(trains.values())) == 4  # one trained model per method and loss, shared by its sweep points
+    table5d_cad = resolve("cpu", "fashion_mnist", "cad")
+    assert trains[("cad", "plain")] == config_hash(table5d_cad, TRAIN_KEYS)  # the committed CAD run is reused
+    aligned = next(r for r in planned if r.variant == "aligned")
+    assert aligned.cfg.train.guidance_loss.w_max == 3.0
+    results = [report.RunResult(r.dataset, r.method, r.value, r.cfg, None, {"fid": 1.0}, r.variant) for r in planned]
+    assert results[0].label == "CFG (plain)" and report.output_name(experiment, results) == "guidance_loss"
+    header, first = report.sweep_csv(results, experiment.sweep_key).splitlines()[:2]
+    assert header == "dataset,method,variant,sample.guidance_scale,fid" and first == "fashion_mnist,cfg,plain,0.0,1.0"

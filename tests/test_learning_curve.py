@@ -54,13 +54,13 @@ def test_curve5d_samples_one_long_run_per_method_at_each_scale():
     experiment = load_experiment("curve5d")
     args = cli.parse_args(["curve5d"])
     configs = cli._configs(experiment, "cpu", ["fashion_mnist"], ["baseline", "cad"], [], args)
-    assert [v for _, m, v, _ in configs if m == "cad"] == [2000, 4000, 8000, 16000]
+    assert [r.value for r in configs if r.method == "cad"] == [2000, 4000, 8000, 16000]
     for method in ("baseline", "cad"):
-        cfgs = [c for _, m, _, c in configs if m == method]
+        cfgs = [r.cfg for r in configs if r.method == method]
         assert {c.train.total_steps for c in cfgs} == {16000}
         assert len({config_hash(c, TRAIN_KEYS) for c in cfgs}) == 1
     first = cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], [], args, values=[2000.0, 4000.0])
-    assert [c.sample.train_step for *_, c in first] == [2000, 4000]
+    assert [r.cfg.sample.train_step for r in first] == [2000, 4000]
     with pytest.raises(ConfigError, match=r"--values 3000: curve5d sweeps sample.train_step over \[2000, 4000"):
         cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], [], args, values=[3000.0])
     with pytest.raises(ConfigError, match="sample.train_step=2000: curve5d sweeps"):

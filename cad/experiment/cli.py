@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import NamedTuple
 
 import torch
 
@@ -57,11 +58,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+class Planned(NamedTuple):
+    """One run an experiment needs: its dataset, method, sweep value and variant (None where it has none)."""
+    dataset: str
+    method: str
+    value: float | None
+    cfg: object
+    variant: str | None = None
+
+
 def _configs(experiment, scale: str, datasets: list[str], methods: list[str], overrides: list[str],
-             args: argparse.Namespace, values: list[float] | None = None) -> list:
-    """(dataset, method, sweep value, resolved config) of every run (of ``values`` only, when given); a user override
-    of the swept key is refused. The experiment's own overrides for the scale (a learning curve's length) come before
-    the user's."""
+             args: argparse.Namespace, values: list[float] | None = None) -> list[Planned]:
+    """Every run (of ``values`` only, when given); a user override of the swept key is refused. The experiment's own
+    overrides for the scale (a learning curve's length) come first, then its variant's (an ablation), then the
+    user's."""
     sweep = experiment.values_at(scale) if experiment.sweep_key else [None]
     if values:
         unknown = [v for v in values if v not in sweep]
@@ -75,10 +85,11 @@ def _configs(experiment, scale: str, datasets: list[str], methods: list[str], ov
         raise ConfigError(f"{swept[0]}: {experiment.name} sweeps {experiment.sweep_key} over {sweep}; "
                           f"valid: leave {experiment.sweep_key} out of the overrides")
     fixed = experiment.overrides_at(scale)
-    return [(d, m, v, resolve(scale, d, m, fixed + overrides + ([f"{experiment.sweep_key}={v}"] if v is not None
-                                                                else []),
-                              task=experiment.task, accelerator=args.accelerator, devices=args.devices))
-            for d in datasets for m in methods for v in sweep]
+    variants = experiment.variants or {None: []}
+    return [Planned(d, m, v, resolve(scale, d, m, fixed + list(variants[n]) + overrides
+                                     + ([f"{experiment.sweep_key}={v}"] if v is not None else []),
+                                     task=experiment.task, accelerator=args.accelerator, devices=args.devices), n)
+            for d in datasets for m in methods for n in variants for v in sweep]
 
 
 def _applies(experiment, args: argparse.Namespace, datasets: list[str], method: str) -> bool:
@@ -106,11 +117,12 @@ def experiment_datasets(experiment, scale: str, requested: list[str] | None) -> 
 def finished_results(experiment, configs: list, root) -> list:
     """The finished runs among ``configs`` (from their files alone: a table renders without weights or samples)."""
     results = []
-    for dataset, method, value, cfg in configs:
-        dirs = run_dirs(cfg, experiment.name, root / "raw")
+    for run in configs:
+        dirs = run_dirs(run.cfg, experiment.name, root / "raw")
         if is_done(dirs.evaluate, "evaluate"):
-            results.append(report.RunResult(dataset=dataset, method=method, sweep_value=value, cfg=cfg, dirs=dirs,
-                                            metrics=read_metrics(dirs.evaluate / "metrics.json")))
+            results.append(report.RunResult(dataset=run.dataset, method=run.method, sweep_value=run.value, cfg=run.cfg,
+                                            dirs=dirs, metrics=read_metrics(dirs.evaluate / "metrics.json"),
+                                            variant=run.variant))
     return results
 
 
@@ -134,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = results_dir() / "smoke" if args.scale == "smoke" else results_dir()
     start = time.time()
-    for dataset, method, value, cfg in [] if args.render_only else configs:
+    for planned in [] if args.render_only else configs:
+        cfg, value = planned.cfg, planned.value
         dirs = run_dirs(cfg, experiment.name, root / "raw")
-        print(f"== {experiment.name} | {args.scale} | {dataset} | {method}"
+        print(f"== {experiment.name} | {args.scale} | {planned.dataset} | {planned.method}"
+              + (f" ({planned.variant})" if planned.variant else "")
               + (f" | {experiment.sweep_key}={value}" if value is not None else "") + f" -> {dirs.evaluate}")
         try:
             run(cfg, dirs, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,

@@ -48,6 +48,7 @@ class Experiment:
     task: str = "class"
     figure: dict | None = None  # a sweep's plot: x ("sweep" or a metric), y (metrics), labels (see report.plot_sweep)
     overrides: dict | None = None  # per scale: the overrides the experiment itself needs (a learning curve's length)
+    variants: dict | None = None  # an ablation: name -> overrides; every method runs once per variant
 
     def values_at(self, scale: str) -> list:
         values = self.sweep_values
@@ -75,6 +76,7 @@ def load_experiment(name: str) -> Experiment:
         task=cfg.get("task", "class"),
         figure=OmegaConf.to_container(cfg.figure) if cfg.get("figure") else None,
         overrides=OmegaConf.to_container(cfg.overrides) if cfg.get("overrides") else None,
+        variants=OmegaConf.to_container(cfg.variants) if cfg.get("variants") else None,
     )
 
 

@@ -26,6 +26,11 @@ class RunResult:
     cfg: DictConfig
     dirs: RunDirs
     metrics: dict
+    variant: str | None = None  # an ablation's variant (experiment file ``variants``)
+
+    @property
+    def label(self) -> str:
+        return pretty_method(self.method) + (f" ({self.variant})" if self.variant else "")
 
 
 def _noise_note(train_dirs: list[Path]) -> str | None:
@@ -85,9 +90,11 @@ def sweep_csv(results: list[RunResult], key: str) -> str:
     columns = sorted({k for r in results for k, v in r.metrics.items() if isinstance(v, (int, float))})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["dataset", "method", key] + columns)
+    variants = any(r.variant for r in results)
+    writer.writerow(["dataset", "method"] + (["variant"] if variants else []) + [key] + columns)
     for r in results:
-        writer.writerow([r.dataset, r.method, r.sweep_value] + [r.metrics.get(c, "") for c in columns])
+        writer.writerow([r.dataset, r.method] + ([r.variant] if variants else []) + [r.sweep_value]
+                        + [r.metrics.get(c, "") for c in columns])
     return out.getvalue()
 
 
@@ -103,7 +110,7 @@ def plot_sweep(results: list[RunResult], experiment: Experiment, path: Path) -> 
     figure = experiment.figure or {"x": "sweep", "y": ["fid"]}
     x_key, y_keys = figure["x"], list(figure["y"])
     datasets = sorted({r.dataset for r in results})
-    methods = list(dict.fromkeys(r.method for r in results))
+    methods = list(dict.fromkeys(r.label for r in results))
     if len(methods) > 1:
         _plot_methods(results, experiment, datasets, methods, path)
         return
@@ -127,13 +134,13 @@ def plot_sweep(results: list[RunResult], experiment: Experiment, path: Path) -> 
             ax.set_xlabel(x_key)
             ax.set_ylabel(y_keys[0] if y_keys[0] != "fid" else "FID")
         _title(ax, dataset, rows[0].cfg)
-    fig.suptitle(f"{experiment.name}: {pretty_method(methods[0])}, {rows[0].cfg.sample.num_samples} samples per point")
+    fig.suptitle(f"{experiment.name}: {methods[0]}, {rows[0].cfg.sample.num_samples} samples per point")
     _save(fig, path)
 
 
 def _plot_methods(results: list[RunResult], experiment: Experiment, datasets: list[str], methods: list[str],
                   path: Path) -> None:
-    """A panel per (dataset, metric of ``figure.y``), a line per method over the swept value (``x: sweep``)."""
+    """A panel per (dataset, metric of ``figure.y``), a line per method (and variant) over the swept value."""
     import matplotlib.pyplot as plt
 
     figure = experiment.figure or {"y": ["fid"]}
@@ -141,17 +148,16 @@ def _plot_methods(results: list[RunResult], experiment: Experiment, datasets: li
     fig, axes = plt.subplots(len(datasets), len(y_keys), figsize=(5 * len(y_keys), 4 * len(datasets)), squeeze=False)
     for row, dataset in zip(axes, datasets):
         for ax, key in zip(row, y_keys):
-            for method in methods:
-                rows = sorted((r for r in results if r.dataset == dataset and r.method == method),
+            for label in methods:
+                rows = sorted((r for r in results if r.dataset == dataset and r.label == label),
                               key=lambda r: r.sweep_value)
-                ax.plot([r.sweep_value for r in rows], [r.metrics.get(key) for r in rows], "o-",
-                        label=pretty_method(method))
+                ax.plot([r.sweep_value for r in rows], [r.metrics.get(key) for r in rows], "o-", label=label)
             ax.set_xlabel(figure.get("x_label", experiment.sweep_key))
             ax.set_ylabel(key if key != "fid" else "FID")
             ax.legend()
             _title(ax, dataset, next(r.cfg for r in results if r.dataset == dataset))
     cfg = results[0].cfg
-    fig.suptitle(f"{experiment.name}: {', '.join(map(pretty_method, methods))}; noise protocol "
+    fig.suptitle(f"{experiment.name}: {', '.join(methods)}; noise protocol "
                  f"{cfg.data.noise.protocol}; {cfg.backbone.preset}; {cfg.sample.num_samples} samples per point")
     _save(fig, path)
 
@@ -171,22 +177,25 @@ def _save(fig, path: Path) -> None:
 
 
 def pretty_method(name: str) -> str:
-    return "CAD" if name == "cad" else name.capitalize()
+    return {"cad": "CAD", "cfg": "CFG"}.get(name, name.capitalize())
 
 
 def output_name(experiment: Experiment, results: list[RunResult]) -> str:
     """The file stem of an experiment's outputs: its name, plus each way its runs differ from the paper's protocol and
-    the scale's own network (``table5d-authors_entropy``, ``table5d-rin_cpu``, ``table5d-mix``), so a variant never
-    writes over the committed paper-protocol files."""
+    the scale's own network or loss (``table5d-authors_entropy``, ``table5d-rin_cpu``, ``table5d-mix``,
+    ``table5d-aligned``), so a variant never writes over the committed paper-protocol files (an ablation's own
+    ``variants`` are lines of its figure instead)."""
     variants = []
     for r in results:
-        cfg = r.cfg
+        cfg, aligned = r.cfg, r.cfg.train.guidance_loss
         if cfg.data.noise.protocol != "classifier":
             variants.append(cfg.data.noise.protocol)
         if cfg.backbone.preset != scale_value(cfg.scale, "backbone.preset"):
             variants.append(cfg.backbone.preset)
         if cfg.backbone.mix_labels_and_confidence:
             variants.append("mix")
+        if experiment.variants is None and (aligned.w > 0 or aligned.w_max is not None):
+            variants.append("aligned")
     return "-".join([experiment.name, *dict.fromkeys(variants)])
 
 
