@@ -80,20 +80,35 @@ class CrossAttention(nn.Module):
         return self.out(h.transpose(1, 2).reshape(b, n, self.attention_dim))
 
 
-class SelfAttentionBlock(nn.Module):
-    """Pre-LN residual self-attention + MLP (RIN's "compute" layer on the latents)."""
+class LayerScale(nn.Module):
+    """A learned per-channel gain on a residual branch (CaiT, Touvron et al. 2021), initialised to ``init``."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: int, dropout: float, drop_path: float):
+    def __init__(self, dim: int, init: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma.to(x.dtype)
+
+
+class SelfAttentionBlock(nn.Module):
+    """Pre-LN residual self-attention + MLP (RIN's "compute" layer on the latents); with ``layer_scale`` each
+    residual branch has a :class:`LayerScale` starting at that value (the text model's text layers, init 0.1)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: int, dropout: float, drop_path: float,
+                 layer_scale: float | None = None):
         super().__init__()
         self.norm_attn = nn.LayerNorm(dim, eps=1e-6)
         self.attn = SelfAttention(dim, num_heads)
         self.norm_mlp = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLP(dim, mlp_ratio, dropout)
         self.drop_path = DropPath(drop_path)
+        scale = (lambda: LayerScale(dim, layer_scale)) if layer_scale is not None else nn.Identity
+        self.scale_attn, self.scale_mlp = scale(), scale()
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm_attn(x), attn_mask))
-        return x + self.drop_path(self.mlp(self.norm_mlp(x)))
+        x = x + self.drop_path(self.scale_attn(self.attn(self.norm_attn(x), attn_mask)))
+        return x + self.drop_path(self.scale_mlp(self.mlp(self.norm_mlp(x))))
 
 
 class CrossAttentionBlock(nn.Module):

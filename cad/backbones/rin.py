@@ -11,6 +11,11 @@ branch of RIN, similar to the class token". Following the authors, ``num_latents
 the time/label/coherence tokens (``num_learned = num_latents - num_condition_tokens``); text tokens come on top and
 are masked with ``token_mask`` wherever they are attention keys.
 
+The text model (``text_layers > 0``, the CAD authors' text-to-image RIN): the latents are [learned | time token]; the
+text tokens, with the coherence token and learned registers prepended, go through their own self-attention layers
+(cad.backbones.text_context) and every block's latents cross-attend to them before the read; only the learned latents
+self-condition. ``image_size`` may be (H, W): the text stand-in's canvases are 32x64.
+
 Latent self-conditioning (RIN sec. 3.4): the previous call's final latents ``z'`` enter as
 ``z <- z + LayerNorm_0(z' + MLP(LayerNorm(z')))``, where ``LayerNorm_0`` has its gain and bias initialised to zero,
 so the path has no effect at initialisation. That is the authors' formulation (``ln_previous`` zero-filled); without
@@ -22,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from cad.backbones.layers import MLP, CrossAttentionBlock, SelfAttentionBlock, key_padding_mask
+from cad.backbones.text_context import TextContext
 from cad.conditioning.condition import Condition
 from cad.conditioning.embedders import ConditionEmbedder, ConditioningSpec, append_condition_maps
 
@@ -42,8 +48,13 @@ class RINBlock(nn.Module):
         drop_path: float,
         read_write_dropout: float,
         read_write_drop_path: float,
+        context: bool = False,
     ):
         super().__init__()
+        # The text model: the latents cross-attend to the text context before each read.
+        self.context = CrossAttentionBlock(
+            latent_dim, latent_dim, compute_heads, latent_mlp_ratio, dropout, drop_path
+        ) if context else None
         self.read = CrossAttentionBlock(
             latent_dim, data_dim, read_write_heads, latent_mlp_ratio, read_write_dropout, read_write_drop_path
         )
@@ -54,7 +65,10 @@ class RINBlock(nn.Module):
             data_dim, latent_dim, read_write_heads, data_mlp_ratio, read_write_dropout, read_write_drop_path
         )
 
-    def forward(self, x: Tensor, z: Tensor, latent_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, z: Tensor, latent_mask: Tensor | None, context: Tensor | None = None,
+                context_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.context is not None:
+            z = self.context(z, context, key_padding_mask(context_mask))
         z = self.read(z, x)
         for layer in self.compute:
             z = layer(z, latent_mask)
@@ -116,9 +130,12 @@ class RIN(nn.Module):
         drop_path: float = 0.0,
         read_write_dropout: float = 0.0,
         read_write_drop_path: float = 0.0,
+        text_layers: int = 0,
+        num_registers: int = 16,
     ):
         super().__init__()
-        if image_size % patch_size:
+        height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if height % patch_size or width % patch_size:
             raise ValueError(f"image_size={image_size} is not divisible by patch_size={patch_size}")
         self.spec = ConditioningSpec(num_classes, use_coherence, token_dim, map_channels,
                                      mix_label_coherence=mix_labels_and_confidence)
@@ -127,11 +144,18 @@ class RIN(nn.Module):
         self.patch_size = patch_size
         self.num_latents = num_latents
         self.latent_dim = latent_dim
-        num_learned = num_latents - self.spec.num_vectors
+        # The text model (text_layers > 0): the text tokens and the coherence token live in a text context the
+        # latents cross-attend to (cad.backbones.text_context), not among the latents.
+        self.text_mode = text_layers > 0
+        if self.text_mode and (token_dim is None or mix_labels_and_confidence):
+            raise ValueError("text_layers > 0 needs token_dim (the text encoder's width) and no label-coherence mix")
+        self.coherence_in_context = self.text_mode and self.spec.coherence_token
+        num_learned = num_latents - self.spec.num_vectors + int(self.coherence_in_context)
+        self.num_learned = num_learned
         if num_learned < 1:
             raise ValueError(f"num_latents={num_latents} leaves no learned latent beside {self.spec.num_vectors} condition tokens")
 
-        num_patches = (image_size // patch_size) ** 2
+        num_patches = (height // patch_size) * (width // patch_size)
         patch_in = (in_channels + self.spec.extra_channels) * patch_size**2
         self.patch_embed = nn.Linear(patch_in, data_dim)
         self.data_norm = nn.LayerNorm(data_dim, eps=1e-6)
@@ -140,11 +164,14 @@ class RIN(nn.Module):
         self.latents = nn.Parameter(torch.zeros(num_learned, latent_dim))
         self.condition = ConditionEmbedder(self.spec, latent_dim, sinusoid_dim=latent_dim // 4)
         self.self_conditioning = LatentSelfConditioning(latent_dim, latent_mlp_ratio)
+        self.text = TextContext(latent_dim, compute_heads, latent_mlp_ratio, num_layers=text_layers,
+                                num_registers=num_registers, coherence=self.spec.coherence_token) \
+            if self.text_mode else None
 
         self.blocks = nn.ModuleList(
             RINBlock(
                 data_dim, latent_dim, num_layers_per_block, read_write_heads, compute_heads, latent_mlp_ratio,
-                data_mlp_ratio, dropout, drop_path, read_write_dropout, read_write_drop_path,
+                data_mlp_ratio, dropout, drop_path, read_write_dropout, read_write_drop_path, context=self.text_mode,
             )
             for _ in range(num_blocks)
         )
@@ -192,6 +219,8 @@ class RIN(nn.Module):
         x = self.data_norm(x) + self.data_pos
 
         emb = self.condition(gamma, cond)
+        if self.text_mode:
+            return self._forward_text(x, emb, self_cond, h, w)
         parts = [self.latents.expand(b, -1, -1), emb.vectors]
         latent_mask = None
         if emb.tokens is not None:
@@ -200,16 +229,31 @@ class RIN(nn.Module):
                 valid = emb.token_mask.new_ones(b, self.num_latents)
                 latent_mask = key_padding_mask(torch.cat([valid, emb.token_mask], dim=1))
         z = torch.cat(parts, dim=1)
-
-        if self_cond is None:
-            # z' = 0 gives the same vector for every token: compute it once and broadcast.
-            z = z + self.self_conditioning(z.new_zeros(1, 1, self.latent_dim))
-        else:
-            if self_cond.shape != z.shape:
-                raise ValueError(f"self_cond has shape {tuple(self_cond.shape)}, expected the latents' {tuple(z.shape)}")
-            z = z + self.self_conditioning(self_cond)
-
+        z = z + self._self_conditioning(z, self_cond)
         for block in self.blocks:
             x, z = block(x, z, latent_mask)
         eps_hat = self.unpatchify(self.out(self.out_norm(x)), h, w)
         return eps_hat, z
+
+    def _self_conditioning(self, z: Tensor, self_cond: Tensor | None) -> Tensor:
+        if self_cond is None:
+            # z' = 0 gives the same vector for every token: compute it once and broadcast.
+            return self.self_conditioning(z.new_zeros(1, 1, self.latent_dim))
+        if self_cond.shape != z.shape:
+            raise ValueError(f"self_cond has shape {tuple(self_cond.shape)}, expected the latents' {tuple(z.shape)}")
+        return self.self_conditioning(self_cond)
+
+    def _forward_text(self, x: Tensor, emb, self_cond: Tensor | None, h: int, w: int) -> tuple[Tensor, Tensor]:
+        """The text model: latents [learned | time (| label)], the coherence token in the text context; only the
+        learned latents carry self-conditioning (returned as the latents)."""
+        b = x.shape[0]
+        vectors = emb.vectors[:, :-1] if self.coherence_in_context else emb.vectors
+        coherence = emb.vectors[:, -1] if self.coherence_in_context else None
+        context, context_mask = self.text(emb.tokens, emb.token_mask, coherence)
+        learned = self.latents.expand(b, -1, -1)
+        learned = learned + self._self_conditioning(learned, self_cond)
+        z = torch.cat([learned, vectors], dim=1)
+        for block in self.blocks:
+            x, z = block(x, z, None, context, context_mask)
+        eps_hat = self.unpatchify(self.out(self.out_norm(x)), h, w)
+        return eps_hat, z[:, :self.num_learned]
