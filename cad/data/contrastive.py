@@ -129,10 +129,13 @@ def retrieval_accuracy(model: ContrastiveModel, canvases, bank: CaptionBank, ind
 
 
 @torch.no_grad()
-def clip_score(model: ContrastiveModel, images_uint8: Tensor, captions: list[str], bank: CaptionBank) -> Tensor:
-    """Per-sample CLIPScore, 100 * max(cos, 0) (torchmetrics' convention), with the ``clipscore`` model."""
+def clip_score(model: ContrastiveModel, images_uint8: Tensor, captions: list[str], bank: CaptionBank) -> float:
+    """CLIPScore of images against their captions with the ``clipscore`` model (benchmarks.metrics' definition)."""
+    from benchmarks.metrics import clip_score_from_embeddings
+
     model.eval()
-    return 100 * model.similarity(images_uint8, bank.pooled(captions)).clamp(min=0)
+    return clip_score_from_embeddings(model.embed_images(images_uint8).numpy(),
+                                      model.embed_text(bank.pooled(captions)).numpy())
 
 
 def _batch(canvases, indices) -> tuple[Tensor, list[str]]:
