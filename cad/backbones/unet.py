@@ -166,19 +166,37 @@ class UNet(nn.Module):
         self, x_t: Tensor, gamma: Tensor, cond: Condition, self_cond: Tensor | None = None
     ) -> tuple[Tensor, None]:
         """x_t (B, C, H, W), gamma (B,) in [0, 1] -> (eps_hat (B, C, H, W), None); ``self_cond`` is ignored."""
-        self.spec.check(cond, x_t.shape[0])
+        h, skips, vector = self.encode(x_t, gamma, cond)
+        return self.decode(h, skips, vector), None
+
+    def embed(self, gamma: Tensor, cond: Condition) -> Tensor:
+        """The conditioning vector every residual block receives."""
         emb = self.condition(gamma, cond)
         vector = emb.vectors.sum(dim=1)
         if emb.tokens is not None:
             vector = vector + masked_mean(emb.tokens, emb.token_mask)
+        return vector
 
+    def encode(self, x_t: Tensor, gamma: Tensor, cond: Condition, hint: Tensor | None = None
+               ) -> tuple[Tensor, list[Tensor], Tensor]:
+        """Down path and middle: (middle features, skip features, conditioning vector). ``hint`` (features of the
+        first layer's width) is added after ``conv_in``: how a ControlNet feeds its control image
+        (cad.backbones.controlnet)."""
+        self.spec.check(cond, x_t.shape[0])
+        vector = self.embed(gamma, cond)
         h = self.conv_in(append_condition_maps(x_t, cond, self.spec))
+        if hint is not None:
+            h = h + hint
         skips = [h]
         for layer in self.down:
             h = layer(h, vector) if isinstance(layer, Stage) else layer(h)
             skips.append(h)
         for stage in self.mid:
             h = stage(h, vector)
+        return h, skips, vector
+
+    def decode(self, h: Tensor, skips: list[Tensor], vector: Tensor) -> Tensor:
+        skips = list(skips)
         for layer in self.up:
             h = layer(torch.cat([h, skips.pop()], dim=1), vector) if isinstance(layer, Stage) else layer(h)
-        return self.conv_out(F.silu(self.out_norm(h))), None
+        return self.conv_out(F.silu(self.out_norm(h)))
