@@ -155,7 +155,8 @@ class RIN(nn.Module):
         if num_learned < 1:
             raise ValueError(f"num_latents={num_latents} leaves no learned latent beside {self.spec.num_vectors} condition tokens")
 
-        num_patches = (height // patch_size) * (width // patch_size)
+        self.grid = (height // patch_size, width // patch_size)  # the patch grid data_pos covers, row-major
+        num_patches = self.grid[0] * self.grid[1]
         patch_in = (in_channels + self.spec.extra_channels) * patch_size**2
         self.patch_embed = nn.Linear(patch_in, data_dim)
         self.data_norm = nn.LayerNorm(data_dim, eps=1e-6)

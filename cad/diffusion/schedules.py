@@ -43,8 +43,11 @@ def available_schedules() -> list[str]:
     return sorted(_SCHEDULES)
 
 
-def get_schedule(name: str, **params: float) -> Schedule:
-    """The schedule ``name`` as a function ``t -> gamma(t)``, with its keyword parameters overridden by ``params``."""
+def get_schedule(name: str, shift: float = 1.0, **params: float) -> Schedule:
+    """The schedule ``name`` as a function ``t -> gamma(t)``, with its keyword parameters overridden by ``params``;
+    ``shift`` != 1 applies :func:`shift_schedule` (a resolution-dependent shift for resolution transfer)."""
+    if shift <= 0:
+        raise ValueError(f"schedule shift must be > 0, got {shift}")
     if name not in _SCHEDULES:
         raise ValueError(f"unknown schedule '{name}'; available: {', '.join(available_schedules())}")
     fn = _SCHEDULES[name]
@@ -52,7 +55,20 @@ def get_schedule(name: str, **params: float) -> Schedule:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"schedule '{name}' has no parameter(s) {unknown}; allowed: {allowed}")
-    return functools.partial(fn, **params)
+    schedule = functools.partial(fn, **params)
+    return schedule if shift == 1.0 else functools.partial(shift_schedule, schedule, shift=shift)
+
+
+def shift_schedule(schedule: Schedule, t: Tensor, *, shift: float) -> Tensor:
+    """The schedule with its signal-to-noise ratio divided by ``shift**2`` at every t: logit(gamma) - 2 log(shift).
+
+    Resolution transfer (the multi-level conditioning paper's schedule scaling; "simple diffusion", Hoogeboom et al.
+    2023): an image with ``shift`` times the side of the training one has ``shift**2`` as many pixels averaging the same
+    noise, so the same gamma destroys less of it; shifting by the side ratio keeps the noise level per area. Our choice
+    of the form (the seed paper's could not be read offline)."""
+    gamma = schedule(t).double()
+    shifted = torch.sigmoid(torch.logit(gamma) - 2.0 * math.log(shift))
+    return _clip(shifted, CLIP_MIN).to(torch.as_tensor(t).dtype if torch.is_tensor(t) else torch.float32)
 
 
 def _clip(gamma: Tensor, clip_min: float) -> Tensor:

@@ -120,6 +120,9 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
         num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False)
     if resume:
         print(f"[train] resuming from {resume.name} (step {start_step})")
+    elif cfg.train.init_from:
+        print(f"[train] starting from the weights of {cfg.train.init_from}")
+        module.init_weights(torch.load(cfg.train.init_from, map_location="cpu", weights_only=True))
     start = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     if trainer.global_step < until:

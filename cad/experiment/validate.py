@@ -2,6 +2,8 @@
 not a failure after an hour of training. Also where ``auto`` settings become what this machine does natively."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig
 
 from benchmarks.manifold import PRDC_PROTOCOLS
@@ -37,6 +39,9 @@ def validate(cfg: DictConfig) -> None:
         section, name = key.split(".")
         if not isinstance(cfg[section][name], int) or cfg[section][name] < 1:
             raise ConfigError(f"{key}={cfg[section][name]!r} is not valid; valid: an integer >= 1")
+    init = cfg.train.init_from
+    if init is not None and not Path(init).is_file():
+        raise ConfigError(f"train.init_from={init!r}: no such file; valid: null or the model_ema.pt of a trained run")
     step = cfg.sample.train_step
     if step is not None and (not isinstance(step, int) or not 1 <= step <= cfg.train.total_steps):
         raise ConfigError(f"sample.train_step={step!r} is not valid; valid: null (the end of training) or an integer "

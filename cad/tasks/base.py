@@ -49,6 +49,14 @@ class DiffusionModule(L.LightningModule):
         """The training condition of a batch; randomness (condition dropout) from ``generator``."""
         raise NotImplementedError
 
+    def init_weights(self, state: dict) -> None:
+        """Start from another run's EMA weights (``train.init_from``; another resolution: cad.backbones.transfer),
+        the EMA restarted from them."""
+        from cad.backbones.transfer import load_at_resolution
+
+        load_at_resolution(self.model, state)
+        self.ema.module.load_state_dict(self.model.state_dict())
+
     def training_pair(self, cond: Condition) -> tuple[Condition, Condition]:
         """The (positive, negative) branches the guidance-aligned loss combines; a task with guidance defines it."""
         raise NotImplementedError(f"{type(self).__name__} has no guided branch for the guidance-aligned loss")
