@@ -1,5 +1,5 @@
-"""The suite's segmentation networks (issue 12): they learn the canvases' class maps; the weak one's confidence is
-graded where the strong one's is not."""
+"""The suite's segmentation networks (issue 12): they learn the canvases' class maps and give a per-pixel confidence;
+the two roles are different networks."""
 import numpy as np
 import torch
 
