@@ -27,8 +27,10 @@ class CaptionBank:
     """Token states of each distinct caption, encoded once by ``encoder`` (captions repeat: a canvas set has a few
     thousand distinct ones). ``tokens(captions)`` -> (states (B, L, D), mask (B, L)); ``pooled`` -> (B, D)."""
 
-    def __init__(self, encoder, batch_size: int = 256):
+    def __init__(self, encoder, batch_size: int = 256, length: int | None = None):
+        """``length``: every caption's states padded to it, so items collate (default: the encoder's max_length)."""
         self.encoder, self.batch_size = encoder, batch_size
+        self.length = length if length is not None else getattr(encoder, "max_length", None)
         self._states: dict[str, tuple[Tensor, Tensor]] = {}
 
     @property
@@ -46,7 +48,7 @@ class CaptionBank:
     def tokens(self, captions: list[str]) -> tuple[Tensor, Tensor]:
         self._fill(captions)
         states, masks = zip(*(self._states[c] for c in captions))
-        length = max(len(m) for m in masks)  # an encoder that pads per batch: pad to the longest here
+        length = self.length or max(len(m) for m in masks)  # an encoder that pads per batch: pad here
         states = [F.pad(s, (0, 0, 0, length - len(s))) for s in states]
         masks = [F.pad(m, (0, length - len(m)), value=False) for m in masks]
         return torch.stack(states).float(), torch.stack(masks)
