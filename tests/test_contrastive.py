@@ -37,8 +37,9 @@ def trained():
                                  length=2000)
     bank = CaptionBank(PositionalWords())
     model = ContrastiveModel(bank.dim, width=16)
-    accuracy = train_contrastive(model, canvases, bank, ContrastiveRecipe(steps=200, batch_size=64, lr=3e-3, eval_size=400),
-                                 train_indices=np.arange(1600), eval_indices=np.arange(1600, 2000), seed=0)
+    recipe = ContrastiveRecipe(steps=200, batch_size=64, lr=3e-3, eval_size=400)
+    accuracy = train_contrastive(model, canvases, bank, recipe, train_indices=np.arange(1600),
+                                 eval_indices=np.arange(1600, 2000), seed=0)
     return canvases, bank, model, accuracy
 
 
