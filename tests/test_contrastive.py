@@ -17,6 +17,7 @@ class PositionalWords:
     hash: Python's own string hash changes from process to process)."""
 
     dim = 256
+    max_length = 16  # the bank pads every caption to it, as the real encoders' fixed max_length
 
     def __call__(self, captions):
         words = [c.split() for c in captions]

@@ -1,0 +1,99 @@
+"""The text task's data module at the cpu and smoke scales (issue 11): captioned canvases of a source dataset, their
+coherence from the suite's cached contrastive scorer, the caption tokens of the frozen encoder.
+
+    build_text_datamodule("fashion_mnist", scale="cpu", batch_size=128, filtered=False)
+
+The scorer (role ``coherence``) and the CLIPScore model (role ``clipscore``) are trained on the clean training pairs
+on first use and cached under ``cache_dir()/contrastive/<source>-<role>-<scale>.pt`` with their metadata (the recipe,
+the canvas spec, the retrieval accuracy), like the suite's classifiers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from cad.data.canvases import CanvasSpec, CaptionedCanvases, VOCABULARIES
+from cad.data.classifier_training import load_or_train
+from cad.data.contrastive import ROLES, CaptionBank, ContrastiveModel, ContrastiveRecipe, recipe_meta, train_contrastive
+from cad.data.formats import ImageArrays
+from cad.data.text_data import (CaptionedTrainingSet, cached_similarity, filtered_indices, pair_similarity,
+                                training_coherence)
+from cad.paths import cache_dir
+
+RECIPES = {"cpu": ContrastiveRecipe(), "smoke": ContrastiveRecipe(steps=100, batch_size=64, eval_size=200)}
+
+
+def load_contrastive(role: str, source: str, scale: str, canvases: CaptionedCanvases, bank: CaptionBank
+                     ) -> ContrastiveModel:
+    """The cached contrastive model of ``role``, trained on the first 90% of ``canvases`` (true captions) if absent."""
+    import torch
+
+    recipe = RECIPES[scale]
+    settings = ROLES[role]
+    split = int(0.9 * len(canvases))
+    meta = {**recipe_meta(role, recipe), "source": source, "canvas": asdict(canvases.spec), "pairs": len(canvases)}
+    meta = json.loads(json.dumps(meta))  # as the cache file will hold it (tuples become lists)
+
+    def build() -> ContrastiveModel:
+        torch.manual_seed(settings["seed"])
+        return ContrastiveModel(bank.dim, width=settings["width"])
+
+    def fit(model: ContrastiveModel) -> float:
+        return train_contrastive(model, canvases, bank, recipe, train_indices=np.arange(split),
+                                 eval_indices=np.arange(split, len(canvases)), seed=settings["seed"], progress=True)
+
+    path = cache_dir() / "contrastive" / f"{source}-{role}-{scale}.pt"
+    model, _ = load_or_train(path, meta, build, fit)
+    return model.eval()
+
+
+class TextDataModule(L.LightningDataModule):
+    """``train_set`` (CaptionedTrainingSet), ``test_canvases``, ``coherence`` of every training pair, and
+    ``noise_stats`` (what the table notes say of the caption noise)."""
+
+    def __init__(self, train_set: CaptionedTrainingSet, test_canvases: CaptionedCanvases, *, batch_size: int,
+                 num_workers: int = 0):
+        super().__init__()
+        self.train_set, self.test_canvases = train_set, test_canvases
+        self.batch_size, self.num_workers = batch_size, num_workers
+        coherence, canvases = train_set.coherence, train_set.canvases
+        misalignment = np.array([canvases[int(i)]["misalignment"] for i in train_set.indices[:2000]])
+        # The noise.json schema of the class task: "relabel_accuracy" is here the share of captions wholly true.
+        self.noise_stats = {"protocol": "caption corruption", "temperature": None,
+                            "relabel_accuracy": float(np.mean(misalignment == 0)),
+                            "mean_coherence": float(coherence[train_set.indices].mean())}
+
+    @property
+    def splits(self) -> dict:
+        return {"train": self.train_set, "test": self.test_canvases}
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers)
+
+
+def build_text_datamodule(source: str, *, scale: str, batch_size: int, filtered: bool, splits: dict[str, ImageArrays],
+                          encoder, spec: CanvasSpec = CanvasSpec(), subset: int | None = None,
+                          num_workers: int = 0) -> TextDataModule:
+    """Canvases of ``splits`` (the source dataset's train / test images), coherence from the cached scorer, the
+    Filtered view when ``filtered``, a fixed seeded ``subset`` of the pairs when given."""
+    train = CaptionedCanvases(splits["train"], VOCABULARIES[source], spec)
+    test = CaptionedCanvases(splits["test"], VOCABULARIES[source], CanvasSpec(**{**asdict(spec), "noisy_share": 0.0,
+                                                                                 "seed": spec.seed + 1}))
+    bank = CaptionBank(encoder)
+    scorer = load_contrastive("coherence", source, scale, train, bank)
+    # The similarities depend on the scorer (its cache entry), the canvases and their captions: all in the key.
+    identity = json.dumps([source, scale, asdict(spec), len(train), asdict(RECIPES[scale])], sort_keys=True)
+    key = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    similarity = cached_similarity(cache_dir() / "contrastive" / f"{source}-similarity-{key}.npy",
+                                   lambda: pair_similarity(scorer, train, bank, progress=True))
+    coherence = training_coherence(similarity)
+    indices = filtered_indices(coherence) if filtered else np.arange(len(train))
+    if subset is not None:
+        indices = np.sort(np.random.default_rng(spec.seed).permutation(indices)[:subset])
+    return TextDataModule(CaptionedTrainingSet(train, bank, coherence, indices), test, batch_size=batch_size,
+                          num_workers=num_workers)
