@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = finished_results(experiment, shown, root)
     if not results:
-        print(f"[{experiment.name}] no finished run to show yet; run it without --render-only")
+        print(f"[{experiment.name}] no finished run to show yet"
+              + ("; --render-only runs nothing: leave it out to run them" if args.render_only else ""))
         return 0
     text = report.write(experiment, args.scale, results, root)
     print(text)
