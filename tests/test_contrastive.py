@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cad.data.canvases import CanvasSpec, CaptionedCanvases, VOCABULARIES
-from cad.data.contrastive import (ROLES, CaptionBank, ContrastiveModel, ContrastiveRecipe, clip_score,
+from cad.data.canvases import CanvasRecipe, CanvasSpec, CaptionedCanvases, VOCABULARIES
+from cad.data.contrastive import (ROLES, CaptionBank, ContrastiveModel, clip_score,
                                   retrieval_accuracy, train_contrastive)
 from tests.test_canvases import synthetic_sources
 
@@ -38,7 +38,7 @@ def trained():
                                  length=2000)
     bank = CaptionBank(PositionalWords())
     model = ContrastiveModel(bank.dim, width=16)
-    recipe = ContrastiveRecipe(steps=200, batch_size=64, lr=3e-3, eval_size=400)
+    recipe = CanvasRecipe(steps=200, batch_size=64, lr=3e-3, eval_size=400)
     accuracy = train_contrastive(model, canvases, bank, recipe, train_indices=np.arange(1600),
                                  eval_indices=np.arange(1600, 2000), seed=0)
     return canvases, bank, model, accuracy

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from cad.conditioning.coherence_maps import confidence_coherence
-from cad.data.canvases import CanvasSpec, CaptionedCanvases, VOCABULARIES
-from cad.data.segmenters import ROLES, Segmenter, SegmenterRecipe, segmentation_miou, train_segmenter
+from cad.data.canvases import CanvasRecipe, CanvasSpec, CaptionedCanvases, VOCABULARIES
+from cad.data.segmenters import ROLES, Segmenter, segmentation_miou, train_segmenter
 from tests.test_canvases import synthetic_sources
 
 
@@ -15,7 +15,7 @@ def test_a_segmenter_learns_the_class_maps_and_gives_a_confidence_map():
                                  length=600)
     model = Segmenter(num_classes=10, width=16)
     before = segmentation_miou(model, canvases, np.arange(500, 600))
-    after = train_segmenter(model, canvases, SegmenterRecipe(steps=200, batch_size=16, lr=5e-3, eval_size=100),
+    after = train_segmenter(model, canvases, CanvasRecipe(steps=200, batch_size=16, lr=5e-3, eval_size=100),
                             train_indices=np.arange(500), eval_indices=np.arange(500, 600), seed=0)
     assert after > 0.6 and after > before + 0.3
     with torch.no_grad():

@@ -14,7 +14,7 @@ from tests.test_contrastive import PositionalWords
 def tiny(monkeypatch, tmp_path):
     monkeypatch.setenv("CAD_CACHE", str(tmp_path))
     monkeypatch.setitem(text_datamodule.RECIPES, "smoke",
-                        text_datamodule.ContrastiveRecipe(steps=20, batch_size=32, eval_size=100))
+                        text_datamodule.CanvasRecipe(steps=20, batch_size=32, eval_size=100))
     sources = synthetic_sources(per_class=20)
     return {"train": sources, "test": ImageArrays(sources.images[::4], sources.labels[::4])}
 

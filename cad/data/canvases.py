@@ -55,6 +55,21 @@ class CanvasSpec:
 
 
 @dataclass(frozen=True)
+class CanvasRecipe:
+    """How a network is trained on canvases (the contrastive models, the segmenters): AdamW steps of random batches."""
+    steps: int
+    batch_size: int
+    lr: float = 2e-3
+    eval_size: int = 500
+
+
+def canvas_batch(canvases, indices, field: str) -> tuple[torch.Tensor, list]:
+    """(images (B, 1, H, W) uint8, the items' ``field`` values) of ``indices``."""
+    items = [canvases[int(i)] for i in indices]
+    return torch.from_numpy(np.stack([it["image"] for it in items])), [it[field] for it in items]
+
+
+@dataclass(frozen=True)
 class CanvasObject:
     cls: int
     slot: int

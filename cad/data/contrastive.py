@@ -13,12 +13,14 @@ canvases (chance 1%, less where captions repeat).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cad.data.canvases import CanvasRecipe, canvas_batch
 
 ROLES = {"coherence": dict(width=32, seed=11), "clipscore": dict(width=48, seed=23)}
 
@@ -90,15 +92,7 @@ class ContrastiveModel(nn.Module):
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-@dataclass(frozen=True)
-class ContrastiveRecipe:
-    steps: int = 3000
-    batch_size: int = 128
-    lr: float = 2e-3
-    eval_size: int = 1000
-
-
-def train_contrastive(model: ContrastiveModel, canvases, bank: CaptionBank, recipe: ContrastiveRecipe, *,
+def train_contrastive(model: ContrastiveModel, canvases, bank: CaptionBank, recipe: CanvasRecipe, *,
                       train_indices: np.ndarray, eval_indices: np.ndarray, seed: int, progress: bool = False) -> float:
     """Train on (canvas, true caption) pairs of ``train_indices``; return the top-1 retrieval accuracy on
     ``eval_indices`` in batches of 100."""
@@ -108,7 +102,7 @@ def train_contrastive(model: ContrastiveModel, canvases, bank: CaptionBank, reci
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     model.train()
     for _ in tqdm(range(recipe.steps), desc="contrastive", disable=not progress):
-        images, captions = _batch(canvases, rng.choice(train_indices, recipe.batch_size, replace=False))
+        images, captions = canvas_batch(canvases, rng.choice(train_indices, recipe.batch_size, replace=False), "true_caption")
         loss = model.loss(images, bank.pooled(captions))
         optimizer.zero_grad()
         loss.backward()
@@ -123,7 +117,7 @@ def retrieval_accuracy(model: ContrastiveModel, canvases, bank: CaptionBank, ind
     model.eval()
     hits = 0
     for start in range(0, len(indices) - len(indices) % 100, 100):
-        images, captions = _batch(canvases, indices[start:start + 100])
+        images, captions = canvas_batch(canvases, indices[start:start + 100], "true_caption")
         logits = model.embed_images(images) @ model.embed_text(bank.pooled(captions)).T
         best = logits.argmax(1).tolist()
         hits += sum(captions[b] == captions[i] for i, b in enumerate(best))
@@ -140,10 +134,5 @@ def clip_score(model: ContrastiveModel, images_uint8: Tensor, captions: list[str
                                       model.embed_text(bank.pooled(captions)).numpy())
 
 
-def _batch(canvases, indices) -> tuple[Tensor, list[str]]:
-    items = [canvases[int(i)] for i in indices]
-    return torch.from_numpy(np.stack([it["image"] for it in items])), [it["true_caption"] for it in items]
-
-
-def recipe_meta(role: str, recipe: ContrastiveRecipe) -> dict:
+def recipe_meta(role: str, recipe: CanvasRecipe) -> dict:
     return {"role": role, **ROLES[role], "recipe": asdict(recipe)}

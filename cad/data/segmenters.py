@@ -10,12 +10,12 @@ Both predict ``num_classes + 1`` channels (the last one is the background).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cad.data.canvases import CanvasRecipe, canvas_batch
 
 ROLES = {"confidence": dict(width=16, train_size=500, seed=31), "eval": dict(width=48, train_size=None, seed=37)}
 
@@ -37,24 +37,19 @@ class Segmenter(nn.Module):
         return self.head(self.body(images_uint8.float() / 127.5 - 1.0))
 
 
-@dataclass(frozen=True)
-class SegmenterRecipe:
-    steps: int = 1500
-    batch_size: int = 64
-    lr: float = 2e-3
-    eval_size: int = 500
+RECIPE = CanvasRecipe(steps=1500, batch_size=64)
 
 
-def train_segmenter(model: Segmenter, canvases, recipe: SegmenterRecipe, *, train_indices: np.ndarray,
+def train_segmenter(model: Segmenter, canvases, recipe: CanvasRecipe = RECIPE, *, train_indices: np.ndarray,
                     eval_indices: np.ndarray, seed: int) -> float:
     """Per-pixel cross-entropy on canvases' class maps; returns the mIoU on ``eval_indices``."""
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     model.train()
     for _ in range(recipe.steps):
-        images, maps = _batch(canvases, rng.choice(train_indices, min(recipe.batch_size, len(train_indices)),
-                                                   replace=False))
-        loss = F.cross_entropy(model(images), maps)
+        images, maps = canvas_batch(canvases, rng.choice(train_indices, min(recipe.batch_size, len(train_indices)),
+                                                         replace=False), "class_map")
+        loss = F.cross_entropy(model(images), torch.from_numpy(np.stack(maps)))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -66,11 +61,5 @@ def segmentation_miou(model: Segmenter, canvases, indices: np.ndarray) -> float:
     from benchmarks.metrics import mean_iou
 
     model.eval()
-    images, maps = _batch(canvases, indices)
-    return mean_iou(model(images).argmax(1).numpy(), maps.numpy(), num_classes=model.head.out_channels)
-
-
-def _batch(canvases, indices) -> tuple[Tensor, Tensor]:
-    items = [canvases[int(i)] for i in indices]
-    return (torch.from_numpy(np.stack([it["image"] for it in items])),
-            torch.from_numpy(np.stack([it["class_map"] for it in items])))
+    images, maps = canvas_batch(canvases, indices, "class_map")
+    return mean_iou(model(images).argmax(1).numpy(), np.stack(maps), num_classes=model.head.out_channels)

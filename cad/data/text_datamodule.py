@@ -17,15 +17,16 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from cad.data.canvases import CanvasSpec, CaptionedCanvases, VOCABULARIES
+from cad.data.canvases import CanvasRecipe, CanvasSpec, CaptionedCanvases, VOCABULARIES
 from cad.data.classifier_training import load_or_train
-from cad.data.contrastive import ROLES, CaptionBank, ContrastiveModel, ContrastiveRecipe, recipe_meta, train_contrastive
+from cad.data.contrastive import ROLES, CaptionBank, ContrastiveModel, recipe_meta, train_contrastive
 from cad.data.formats import ImageArrays
 from cad.data.text_data import (CaptionedTrainingSet, cached_similarity, filtered_indices, pair_similarity,
                                 training_coherence)
 from cad.paths import cache_dir
 
-RECIPES = {"cpu": ContrastiveRecipe(), "smoke": ContrastiveRecipe(steps=100, batch_size=64, eval_size=200)}
+RECIPES = {"cpu": CanvasRecipe(steps=3000, batch_size=128, eval_size=1000),
+           "smoke": CanvasRecipe(steps=100, batch_size=64, eval_size=200)}
 
 
 def load_contrastive(role: str, source: str, scale: str, canvases: CaptionedCanvases, bank: CaptionBank
