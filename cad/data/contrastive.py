@@ -102,7 +102,8 @@ def train_contrastive(model: ContrastiveModel, canvases, bank: CaptionBank, reci
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     model.train()
     for _ in tqdm(range(recipe.steps), desc="contrastive", disable=not progress):
-        images, captions = canvas_batch(canvases, rng.choice(train_indices, recipe.batch_size, replace=False), "true_caption")
+        chosen = rng.choice(train_indices, recipe.batch_size, replace=False)
+        images, captions = canvas_batch(canvases, chosen, "true_caption")
         loss = model.loss(images, bank.pooled(captions))
         optimizer.zero_grad()
         loss.backward()
