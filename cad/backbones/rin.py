@@ -116,6 +116,8 @@ class RIN(nn.Module):
         token_dim: int | None = None,
         map_channels: int | None = None,
         mix_labels_and_confidence: bool = False,
+        metadata_dim: int | None = None,
+        coherence_as_metadata: bool = False,
         patch_size: int,
         data_dim: int,
         num_latents: int,
@@ -138,7 +140,8 @@ class RIN(nn.Module):
         if height % patch_size or width % patch_size:
             raise ValueError(f"image_size={image_size} is not divisible by patch_size={patch_size}")
         self.spec = ConditioningSpec(num_classes, use_coherence, token_dim, map_channels,
-                                     mix_label_coherence=mix_labels_and_confidence)
+                                     mix_label_coherence=mix_labels_and_confidence, metadata_dim=metadata_dim,
+                                     coherence_as_metadata=coherence_as_metadata)
         self.image_size = image_size
         self.in_channels = in_channels
         self.patch_size = patch_size

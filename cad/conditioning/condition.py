@@ -8,6 +8,8 @@ samplers share one interface and a new task plugs in without touching them:
 - ``coherence``: one score per sample in [0, 1] (paper sec. 3.2); its own token in RIN (sec. 4.1).
 - ``tokens``/``token_mask``: a sequence of condition tokens (text encoder states), ``True`` marks a valid token.
 - ``spatial_map``/``coherence_map``: a dense condition (a one-hot semantic map) and its per-pixel coherence.
+- ``metadata``/``metadata_null``: control metadata (augmentation flags, crop box, resolution; the multi-level
+  conditioning paper's second level), entering on the time path; ``metadata_null[i]`` selects its learned null.
 
 Fields a task does not use stay ``None``. All tensors share the batch dimension.
 """
@@ -29,6 +31,8 @@ class Condition:
     token_mask: Tensor | None = None  # (B, L) bool, True = valid token
     spatial_map: Tensor | None = None  # (B, C, H, W)
     coherence_map: Tensor | None = None  # (B, 1, H, W) in [0, 1]
+    metadata: Tensor | None = None  # (B, M) float control metadata
+    metadata_null: Tensor | None = None  # (B,) bool: use the null metadata embedding instead of `metadata`
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> "Condition":
         return Condition(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)})

@@ -47,15 +47,26 @@ class ConditioningSpec:
     token_dim: int | None = None
     map_channels: int | None = None
     mix_label_coherence: bool = False
+    metadata_dim: int | None = None  # control metadata values per sample (on the time path, gated by gamma)
+    coherence_as_metadata: bool = False  # the coherence as one more metadata value instead of its own token
 
     def __post_init__(self):
+        if self.coherence_as_metadata and not (self.use_coherence and self.map_channels is None):
+            raise ValueError("coherence_as_metadata needs a scalar coherence (use_coherence=True, no map_channels)")
+        if self.coherence_as_metadata and self.mix_label_coherence:
+            raise ValueError("coherence_as_metadata and mix_label_coherence are two places for the coherence: pick one")
         if self.mix_label_coherence and (self.num_classes is None or not self.coherence_token):
             raise ValueError("mix_label_coherence merges the label and coherence embeddings: it needs num_classes "
                              "and a scalar coherence (use_coherence=True, no map_channels)")
 
     @property
     def coherence_token(self) -> bool:
-        return self.use_coherence and self.map_channels is None
+        return self.use_coherence and self.map_channels is None and not self.coherence_as_metadata
+
+    @property
+    def metadata_values(self) -> int:
+        """Values the metadata embedder reads per sample: the metadata, and the coherence when it is metadata."""
+        return (self.metadata_dim or 0) + int(self.coherence_as_metadata)
 
     @property
     def coherence_map(self) -> bool:
@@ -85,6 +96,10 @@ class ConditioningSpec:
             needed.append(("spatial_map", f"map_channels={self.map_channels}"))
         if self.coherence_map:
             needed.append(("coherence_map", "use_coherence=True with map_channels set"))
+        if self.metadata_dim:
+            needed.append(("metadata", f"metadata_dim={self.metadata_dim}"))
+        if self.coherence_as_metadata:
+            needed.append(("coherence", "coherence_as_metadata=True"))
         for name, reason in needed:
             value = getattr(cond, name)
             if value is None:
@@ -157,6 +172,33 @@ class LabelEmbedder(nn.Module):
         return torch.where(label_null[:, None], self.null.to(emb.dtype).expand_as(emb), emb)
 
 
+class MetadataEmbedder(nn.Module):
+    """Control metadata (M values per sample) -> a ``dim`` vector added to the time embedding, gated by the signal
+    level: ``gamma * MLP(concat_i sinusoid(1000 m_i))``, a learned null vector where ``metadata_null``.
+
+    The multi-level conditioning paper gates control metadata in over the denoising steps with a cosine schedule; the
+    gate here is gamma itself (our choice: 0 at pure noise, 1 on clean data, and exactly cos^2(pi t / 2) under the
+    cosine sampling schedule), so metadata such as a flip or a crop shape the late, detailed steps more than the
+    early, global ones."""
+
+    def __init__(self, num_values: int, dim: int, sinusoid_dim: int):
+        super().__init__()
+        self.num_values, self.sinusoid_dim = num_values, sinusoid_dim
+        self.mlp = nn.Sequential(nn.Linear(num_values * sinusoid_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.null = nn.Parameter(torch.zeros(dim))
+        nn.init.normal_(self.null, std=0.02)
+
+    def forward(self, values: Tensor, gamma: Tensor, null: Tensor | None = None) -> Tensor:
+        if values.shape[-1] != self.num_values:
+            raise ValueError(f"metadata has {values.shape[-1]} values per sample, expected {self.num_values}")
+        sinusoids = [sinusoidal_embedding(COHERENCE_SCALE * values[:, i], self.sinusoid_dim)
+                     for i in range(self.num_values)]
+        emb = self.mlp(torch.cat(sinusoids, dim=-1).to(self.mlp[0].weight.dtype))
+        if null is not None:
+            emb = torch.where(null[:, None], self.null.to(emb.dtype).expand_as(emb), emb)
+        return gamma.to(emb.dtype)[:, None] * emb
+
+
 class LabelCoherenceMixer(nn.Module):
     """The label and coherence vectors -> one vector: ``Linear(2D, D) -> SiLU -> Linear(D, D)`` of their concatenation.
 
@@ -201,6 +243,7 @@ class ConditionEmbedder(nn.Module):
         self.label = LabelEmbedder(spec.num_classes, dim) if spec.num_classes is not None else None
         self.coherence = ScalarEmbedder(dim, sinusoid_dim, COHERENCE_SCALE) if spec.coherence_token else None
         self.mixer = LabelCoherenceMixer(dim) if spec.mix_label_coherence else None
+        self.metadata = MetadataEmbedder(spec.metadata_values, dim, sinusoid_dim) if spec.metadata_values else None
         self.token_proj = nn.Linear(spec.token_dim, dim) if spec.token_dim is not None else None
 
     def forward(self, gamma: Tensor, cond: Condition) -> ConditionEmbedding:
@@ -211,6 +254,11 @@ class ConditionEmbedder(nn.Module):
             vectors.append(self.coherence(cond.coherence))
         if self.mixer is not None:
             vectors[1:] = [self.mixer(*vectors[1:])]
+        if self.metadata is not None:  # the control level: on the time path, not a token of its own
+            values = [] if cond.metadata is None else [cond.metadata.float()]
+            if self.spec.coherence_as_metadata:
+                values.append(cond.coherence.float()[:, None])
+            vectors[0] = vectors[0] + self.metadata(torch.cat(values, dim=1), gamma, cond.metadata_null)
         tokens = mask = None
         if self.token_proj is not None:
             tokens = self.token_proj(cond.tokens.to(self.token_proj.weight.dtype))
