@@ -173,7 +173,8 @@ EXECUTION_KEYS = ("data.num_workers",)
 IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix_labels_and_confidence": False,
                    "sample.train_step": None,
                    "train.guidance_loss": {"w": 0.0, "w_max": None, "stop_gradient": False, "plain_share": 0.0},
-                   "train.schedule.shift": 1.0, "sample.schedule.shift": 1.0, "train.init_from": None}
+                   "train.schedule.shift": 1.0, "sample.schedule.shift": 1.0, "train.init_from": None,
+                   "data.augment": {"hflip": False, "crop_min": None}, "backbone.coherence_as_metadata": False}
 
 
 def _parent(container: dict, path: str) -> tuple[dict, str]:

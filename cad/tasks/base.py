@@ -57,6 +57,10 @@ class DiffusionModule(L.LightningModule):
         load_at_resolution(self.model, state)
         self.ema.module.load_state_dict(self.model.state_dict())
 
+    def prepare(self, batch: dict, generator: torch.Generator) -> dict:
+        """The batch before noising (a task's augmentation draws from the step's generator here); as is by default."""
+        return batch
+
     def training_pair(self, cond: Condition) -> tuple[Condition, Condition]:
         """The (positive, negative) branches the guidance-aligned loss combines; a task with guidance defines it."""
         raise NotImplementedError(f"{type(self).__name__} has no guided branch for the guidance-aligned loss")
@@ -72,8 +76,9 @@ class DiffusionModule(L.LightningModule):
     def model_step(self, batch: dict, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """The loss shared by training and validation: (reduced loss, per-sample loss). The randomness comes from
         ``generator``, by default the step's own (see ``step_generator``)."""
+        generator = generator or self.step_generator(batch["image"].device)
+        batch = self.prepare(batch, generator)
         x0 = batch["image"]
-        generator = generator or self.step_generator(x0.device)
         t = torch.rand(x0.shape[0], device=x0.device, generator=generator)
         gamma = self.gamma(t)
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)

@@ -11,6 +11,7 @@ from torch import nn
 
 from cad.backbones import build_backbone
 from cad.conditioning import Condition
+from cad.data.augment import METADATA_DIM, augment_batch
 from cad.guidance import cfg_pair
 from cad.tasks.base import DiffusionModule, NonFiniteLossError
 from cad.tasks.methods import Method
@@ -20,9 +21,12 @@ __all__ = ["ClassConditionalDiffusion", "NonFiniteLossError"]
 
 class ClassConditionalDiffusion(DiffusionModule):
     def __init__(self, *, backbone: str, image_shape: tuple[int, int, int], num_classes: int, method: dict,
-                 mix_labels_and_confidence: bool = False, **train):
+                 mix_labels_and_confidence: bool = False, augment: dict | None = None,
+                 coherence_as_metadata: bool = False, **train):
         """``train``: the shared step's settings (see ``DiffusionModule``), from the config's ``train`` section;
-        ``mix_labels_and_confidence``: one MLP-merged label-coherence embedding (cad.conditioning.embedders)."""
+        ``mix_labels_and_confidence``: one MLP-merged label-coherence embedding (cad.conditioning.embedders);
+        ``augment`` ({hflip, crop_min}): augmented training images, their flags as control metadata
+        (cad.data.augment); ``coherence_as_metadata``: the coherence on the metadata path instead of its token."""
         super().__init__(**train, loss=Method(**method).loss)
 
     def build_model(self) -> nn.Module:
@@ -31,13 +35,28 @@ class ClassConditionalDiffusion(DiffusionModule):
         channels, height, _ = hp.image_shape
         return build_backbone(hp.backbone, image_size=height, in_channels=channels, num_classes=hp.num_classes,
                               use_coherence=self.method.use_coherence,
-                              mix_labels_and_confidence=hp.mix_labels_and_confidence)
+                              mix_labels_and_confidence=hp.mix_labels_and_confidence,
+                              metadata_dim=METADATA_DIM if self.uses_metadata else None,
+                              coherence_as_metadata=hp.coherence_as_metadata)
+
+    @property
+    def uses_metadata(self) -> bool:
+        augment = self.hparams.augment or {}
+        return bool(augment.get("hflip")) or augment.get("crop_min") is not None
+
+    def prepare(self, batch: dict, generator: torch.Generator) -> dict:
+        if not self.uses_metadata:
+            return batch
+        images, metadata = augment_batch(batch["image"], generator, **self.hparams.augment)
+        return {**batch, "image": images, "metadata": metadata}
 
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> Condition:
         label = batch["label"]
         drop = torch.rand(label.shape, device=label.device, generator=generator) < self.method.cond_dropout
         coherence = batch["coherence"].float() if self.method.use_coherence else None
-        return Condition(label=label, label_null=drop, coherence=coherence)
+        metadata = batch.get("metadata")
+        return Condition(label=label, label_null=drop, coherence=coherence, metadata=metadata,
+                         metadata_null=None if metadata is None else torch.zeros_like(label, dtype=torch.bool))
 
     def training_pair(self, cond: Condition) -> tuple[Condition, Condition]:
         """The guidance-aligned loss's branches: the training condition as drawn (its own label, dropped or not, and

@@ -20,6 +20,7 @@ from cad.conditioning import Condition
 from cad.data import build_datamodule
 from cad.data.classifiers import classifier_test_accuracy, load_classifier
 from cad.data.noise import NoiseConfig
+from cad.data.augment import neutral_metadata
 from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.data.registry import get_spec as get_dataset_spec, paper_dataset, pretty_name
 from cad.experiment.config import ConfigError
@@ -37,10 +38,14 @@ def balanced_labels(num_samples: int, num_classes: int) -> list[int]:
     return [i % num_classes for i in range(num_samples)]
 
 
-def label_condition(labels: list[int], device: torch.device, *, use_coherence: bool, coherence: float) -> Condition:
-    """The sampling condition of a batch of requested labels (at ``coherence`` when the model takes one)."""
+def label_condition(labels: list[int], device: torch.device, *, use_coherence: bool, coherence: float,
+                    metadata: bool = False) -> Condition:
+    """The sampling condition of a batch of requested labels (at ``coherence`` when the model takes one; with the
+    neutral control metadata, "not augmented", when it was trained with augmentation flags)."""
     label = torch.as_tensor(labels, dtype=torch.long, device=device)
     cond = Condition(label=label, label_null=torch.zeros_like(label, dtype=torch.bool))
+    if metadata:
+        cond = cond.replace(metadata=neutral_metadata(len(labels), device), metadata_null=cond.label_null.clone())
     return cond.with_coherence(coherence) if use_coherence else cond
 
 
@@ -76,6 +81,12 @@ class ClassTask(Task):
             aligned = GuidanceLoss(**cfg.train.guidance_loss).enabled
         except ValueError as err:
             raise ConfigError(f"train.{err}") from None
+        if cfg.backbone.coherence_as_metadata and not method.use_coherence:
+            raise ConfigError(f"backbone.coherence_as_metadata=true moves the coherence score to the metadata path, "
+                              f"but method '{method.name}' has none; valid: a method with coherence (--methods cad)")
+        crop_min = cfg.data.augment.crop_min
+        if crop_min is not None and not 0 < crop_min <= 1:
+            raise ConfigError(f"data.augment.crop_min={crop_min} is not valid; valid: null or a value in (0, 1]")
         if aligned and method.guidance == "none":
             raise ConfigError(f"train.guidance_loss trains the guided combination, but method '{method.name}' has no "
                               f"guided branch (guidance: none); valid: a method with guidance (cfg, cad), or "
@@ -94,6 +105,7 @@ class ClassTask(Task):
             backbone=cfg.backbone.preset, image_shape=self.image_shape(cfg),
             num_classes=get_dataset_spec(cfg.dataset).num_classes, method=OmegaConf.to_container(cfg.method),
             mix_labels_and_confidence=cfg.backbone.mix_labels_and_confidence,
+            augment=OmegaConf.to_container(cfg.data.augment), coherence_as_metadata=cfg.backbone.coherence_as_metadata,
             schedule=OmegaConf.to_container(t.schedule), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
             warmup_steps=t.warmup_steps, total_steps=t.total_steps, lr_rate=t.lr_rate, ema_decay=t.ema_decay,
             ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed,
@@ -114,8 +126,10 @@ class ClassTask(Task):
         return balanced_labels(cfg.sample.num_samples if num_samples is None else num_samples, num_classes)
 
     def condition_fn(self, cfg: DictConfig):
+        augment = cfg.data.augment
         return functools.partial(label_condition, use_coherence=cfg.method.use_coherence,
-                                 coherence=cfg.sample.coherence)
+                                 coherence=cfg.sample.coherence,
+                                 metadata=bool(augment.hflip) or augment.crop_min is not None)
 
     def pair_fn(self, cfg: DictConfig):
         guidance = cfg.method.guidance

@@ -1,0 +1,48 @@
+"""Training-batch augmentation whose flags become control metadata (issue 14; the multi-level conditioning paper
+trains with aggressive augmentation and tells the model what was done, so sampling can ask for "no augmentation").
+
+``augment_batch`` flips each image horizontally with probability 1/2 (``hflip``) and crops a random square of side
+s ~ U(crop_min, 1) (relative) at a random place, resized back (``crop_min``); its metadata per sample is
+``[flipped, top, left, bottom, right]`` (the crop box in [0, 1]). The randomness comes from the training step's
+generator, so a resumed run augments as an uninterrupted one. ``NEUTRAL`` is the metadata of an untouched image:
+what sampling asks for.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+METADATA_DIM = 5
+NEUTRAL = (0.0, 0.0, 0.0, 1.0, 1.0)
+
+
+def neutral_metadata(batch_size: int, device: torch.device | str = "cpu") -> Tensor:
+    return torch.tensor(NEUTRAL, device=device).expand(batch_size, METADATA_DIM).clone()
+
+
+def augment_batch(images: Tensor, generator: torch.Generator | None, *, hflip: bool,
+                  crop_min: float | None) -> tuple[Tensor, Tensor]:
+    """(B, C, H, W) images -> (augmented images, metadata (B, 5)); ``crop_min`` None: no crop."""
+    b, _, h, w = images.shape
+    metadata = neutral_metadata(b, images.device)
+    u = torch.rand(b, 4, generator=generator, device=images.device)
+    if hflip:
+        flip = u[:, 0] < 0.5
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        metadata[:, 0] = flip.float()
+    if crop_min is not None:
+        if not 0 < crop_min <= 1:
+            raise ValueError(f"crop_min={crop_min} is not valid; valid: a value in (0, 1]")
+        side = crop_min + (1 - crop_min) * u[:, 1]
+        top, left = (1 - side) * u[:, 2], (1 - side) * u[:, 3]
+        # affine_grid maps output [-1, 1] to the box's input coordinates: scale by the side, shift to its centre.
+        theta = torch.zeros(b, 2, 3, device=images.device, dtype=images.dtype)
+        theta[:, 0, 0] = side
+        theta[:, 1, 1] = side
+        theta[:, 0, 2] = 2 * left + side - 1
+        theta[:, 1, 2] = 2 * top + side - 1
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        metadata[:, 1:] = torch.stack([top, left, top + side, left + side], dim=1)
+    return images, metadata
