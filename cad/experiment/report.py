@@ -157,7 +157,7 @@ def _plot_methods(results: list[RunResult], experiment: Experiment, datasets: li
             ax.legend()
             _title(ax, dataset, next(r.cfg for r in results if r.dataset == dataset))
     cfg = results[0].cfg
-    fig.suptitle(f"{experiment.name}: {', '.join(methods)}; noise protocol "
+    fig.suptitle(f"{experiment.name}: {', '.join(methods)}\nnoise protocol "
                  f"{cfg.data.noise.protocol}; {cfg.backbone.preset}; {cfg.sample.num_samples} samples per point")
     _save(fig, path)
 
