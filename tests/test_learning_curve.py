@@ -1,4 +1,6 @@
 """The learning curve (issue 13, part 4): EMA snapshots of one long run, sampled at ``sample.train_step``."""
+import shutil
+
 import pytest
 import torch
 
@@ -38,9 +40,16 @@ def test_a_snapshot_run_goes_on_to_the_uninterrupted_weights(tmp_path, capsys):
     model = stages.load_sampling_model(early, dirs).model.state_dict()
     assert all(torch.equal(model[n], snapshot[n]) for n in snapshot)
 
-    (dirs.train / "model_ema-step3.pt").unlink()
-    with pytest.raises(RuntimeError, match="snapshot at step 3 is missing and training is finished"):
+    # A finished run without the snapshot (another experiment's run of the same config, or a committed one): the
+    # snapshot is trained again, from the newest checkpoint before it or from step 0, to the same weights.
+    for lose_checkpoints in (False, True):
+        (dirs.train / "model_ema-step3.pt").unlink()
+        if lose_checkpoints:
+            shutil.rmtree(dirs.train / "checkpoints")
         _train(early, dirs)
+        again = torch.load(dirs.train / "model_ema-step3.pt", weights_only=True)
+        assert all(torch.equal(again[n], snapshot[n]) for n in snapshot)
+        assert is_done(dirs.train, "train")
 
 
 @pytest.mark.parametrize("step", [0, 7, 2.5])

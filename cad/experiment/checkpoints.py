@@ -14,10 +14,11 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def latest_good_checkpoint(directory: Path) -> tuple[Path, int] | None:
-    """(path, global step) of the newest checkpoint that torch can read, or None. Unreadable ones (a file truncated
-    by a killed run) are reported and skipped."""
-    for path in sorted(directory.glob("*.ckpt"), key=checkpoint_step, reverse=True):
+def latest_good_checkpoint(directory: Path, max_step: int | None = None) -> tuple[Path, int] | None:
+    """(path, global step) of the newest checkpoint that torch can read (at or before ``max_step`` when given), or
+    None. Unreadable ones (a file truncated by a killed run) are reported and skipped."""
+    paths = sorted(directory.glob("*.ckpt"), key=checkpoint_step, reverse=True)
+    for path in (p for p in paths if max_step is None or checkpoint_step(p) <= max_step):
         try:
             step = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"]
         except Exception as err:

@@ -85,15 +85,16 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
         if until == total and weights.is_file():
             print(f"[train] done already: {dirs.train}")
             return
-        if until < total:
-            raise RuntimeError(f"{dirs.train}: the snapshot at step {until} is missing and training is finished; "
-                               f"delete that folder's train.done and checkpoints/ to train the curve again")
-        # Committed results carry the done markers but not the weights (too large for git): a later stage that
-        # needs the model (a new sampling config) trains it again, from the same seeds.
-        print(f"[train] {dirs.train.name}: done marker but no model_ema.pt here; training again")
-        (dirs.train / "train.done").unlink()
+        if until == total:
+            # Committed results carry the done markers but not the weights (too large for git): a later stage that
+            # needs the model (a new sampling config) trains it again, from the same seeds.
+            print(f"[train] {dirs.train.name}: done marker but no model_ema.pt here; training again")
+            (dirs.train / "train.done").unlink()
+        else:  # a finished run (another experiment's, or committed) without this snapshot: the same run, redone
+            print(f"[train] {dirs.train.name}: finished, but without a snapshot at step {until}; training to it again")
     dirs.train.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, dirs.train / "config.yaml")
+    if not (dirs.train / "config.yaml").is_file():  # a run found by its hash keeps the config it was made with
+        save_config(cfg, dirs.train / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     task = get_task(cfg.task)
     device = run_device(accelerator)
@@ -104,10 +105,9 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     # mid-write leaves a readable checkpoint beside the truncated one.
     checkpoint = ModelCheckpoint(dirpath=dirs.train / "checkpoints", filename="{step}",
                                  every_n_train_steps=cfg.train.checkpoint_every, save_top_k=1, save_last=False)
-    resume, start_step = latest_good_checkpoint(dirs.train / "checkpoints") or (None, 0)
-    if start_step > until:
-        raise RuntimeError(f"{dirs.train}: checkpoints are at step {start_step}, past the requested snapshot at step "
-                           f"{until}; delete that folder's checkpoints/ to train the curve again")
+    # Training and the randomness are functions of (seed, step): a snapshot before the newest checkpoint is reached
+    # again from an earlier one (or from step 0), to the same weights.
+    resume, start_step = latest_good_checkpoint(dirs.train / "checkpoints", max_step=until) or (None, 0)
     datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size, pin_memory=device.type == "cuda",
                                 total_steps=total, seed=cfg.train.seed, start_step=start_step)
     trainer = L.Trainer(
