@@ -17,6 +17,12 @@ METADATA_DIM = 5
 NEUTRAL = (0.0, 0.0, 0.0, 1.0, 1.0)
 
 
+def augments(augment: dict | None) -> bool:
+    """Whether an ``augment`` setting ({hflip, crop_min}) changes images, i.e. gives the model metadata to read."""
+    augment = augment or {}
+    return bool(augment.get("hflip")) or augment.get("crop_min") is not None
+
+
 def neutral_metadata(batch_size: int, device: torch.device | str = "cpu") -> Tensor:
     return torch.tensor(NEUTRAL, device=device).expand(batch_size, METADATA_DIM).clone()
 
@@ -24,7 +30,7 @@ def neutral_metadata(batch_size: int, device: torch.device | str = "cpu") -> Ten
 def augment_batch(images: Tensor, generator: torch.Generator | None, *, hflip: bool,
                   crop_min: float | None) -> tuple[Tensor, Tensor]:
     """(B, C, H, W) images -> (augmented images, metadata (B, 5)); ``crop_min`` None: no crop."""
-    b, _, h, w = images.shape
+    b = images.shape[0]
     metadata = neutral_metadata(b, images.device)
     u = torch.rand(b, 4, generator=generator, device=images.device)
     if hflip:

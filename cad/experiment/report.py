@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from cad.data.registry import pretty_name
+from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.experiment.config import Experiment, scale_value
 from cad.experiment.runs import RunDirs
 from cad.io import atomic_path, atomic_write_text
@@ -187,14 +188,14 @@ def output_name(experiment: Experiment, results: list[RunResult]) -> str:
     ``variants`` are lines of its figure instead)."""
     variants = []
     for r in results:
-        cfg, aligned = r.cfg, r.cfg.train.guidance_loss
+        cfg = r.cfg
         if cfg.data.noise.protocol != "classifier":
             variants.append(cfg.data.noise.protocol)
         if cfg.backbone.preset != scale_value(cfg.scale, "backbone.preset"):
             variants.append(cfg.backbone.preset)
         if cfg.backbone.mix_labels_and_confidence:
             variants.append("mix")
-        if experiment.variants is None and (aligned.w > 0 or aligned.w_max is not None):
+        if experiment.variants is None and GuidanceLoss(**cfg.train.guidance_loss).enabled:
             variants.append("aligned")
     return "-".join([experiment.name, *dict.fromkeys(variants)])
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from cad.backbones import build_backbone
 from cad.conditioning import Condition
-from cad.data.augment import METADATA_DIM, augment_batch
+from cad.data.augment import METADATA_DIM, augment_batch, augments
 from cad.guidance import cfg_pair
 from cad.tasks.base import DiffusionModule, NonFiniteLossError
 from cad.tasks.methods import Method
@@ -41,8 +41,7 @@ class ClassConditionalDiffusion(DiffusionModule):
 
     @property
     def uses_metadata(self) -> bool:
-        augment = self.hparams.augment or {}
-        return bool(augment.get("hflip")) or augment.get("crop_min") is not None
+        return augments(self.hparams.augment)
 
     def prepare(self, batch: dict, generator: torch.Generator) -> dict:
         if not self.uses_metadata:

@@ -20,7 +20,7 @@ from cad.conditioning import Condition
 from cad.data import build_datamodule
 from cad.data.classifiers import classifier_test_accuracy, load_classifier
 from cad.data.noise import NoiseConfig
-from cad.data.augment import neutral_metadata
+from cad.data.augment import augments, neutral_metadata
 from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.data.registry import get_spec as get_dataset_spec, paper_dataset, pretty_name
 from cad.experiment.config import ConfigError
@@ -126,10 +126,8 @@ class ClassTask(Task):
         return balanced_labels(cfg.sample.num_samples if num_samples is None else num_samples, num_classes)
 
     def condition_fn(self, cfg: DictConfig):
-        augment = cfg.data.augment
         return functools.partial(label_condition, use_coherence=cfg.method.use_coherence,
-                                 coherence=cfg.sample.coherence,
-                                 metadata=bool(augment.hflip) or augment.crop_min is not None)
+                                 coherence=cfg.sample.coherence, metadata=augments(cfg.data.augment))
 
     def pair_fn(self, cfg: DictConfig):
         guidance = cfg.method.guidance
