@@ -46,3 +46,17 @@ def sha256_file(path: str | os.PathLike) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def cached_array(path: Path, compute) -> "np.ndarray":
+    """The array cached at ``path`` (an .npy written atomically), else ``compute()`` and cache it."""
+    import numpy as np
+
+    if path.is_file():
+        return np.load(path)
+    values = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, values)
+    return values

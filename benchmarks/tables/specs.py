@@ -116,7 +116,7 @@ TABLE_5D = TableSpec(
 _F3A_COLS = ("guidance_scale", "fid", "clip_score", "precision", "recall", "density", "coverage")
 
 FIGURE_3A = TableSpec(
-    name="figure3a",
+    name="fig3a",
     title="Figure 3(a): text-to-image generation, COCO-10K (guidance w with the best FID)",
     source="Dufour et al., CVPR 2024, Figure 3(a)",
     rows=(Row("baseline", "Baseline"), Row("weighted", "Weighted"), Row("filtered", "Filtered"), Row("cad", "CAD")),
@@ -146,7 +146,7 @@ FIGURE_3A = TableSpec(
 _F6B_COLS = ("fid", "miou", "precision", "recall", "density", "coverage")
 
 FIGURE_6B = TableSpec(
-    name="figure6b",
+    name="fig6b",
     title="Figure 6(b): generation conditioned on semantic maps",
     source="Dufour et al., CVPR 2024, Figure 6(b)",
     rows=(Row("baseline", "Baseline"), Row("cad", "CAD")),

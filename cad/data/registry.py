@@ -1,6 +1,7 @@
 """The datasets the suite knows, by name: where they come from, their classes and image shape."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cad.data import sources
@@ -46,6 +47,12 @@ def get_spec(name: str) -> DatasetSpec:
 def paper_dataset(name: str) -> str:
     """The paper dataset ``name`` is, or stands in for: the one place the stand-in mapping lives."""
     return get_spec(name).stands_in_for or name
+
+
+@functools.lru_cache(maxsize=4)
+def dataset_splits(name: str) -> dict:
+    """The train / test ``ImageArrays`` of dataset ``name``, read once per process (the canvas tasks' sources)."""
+    return sources.load_splits(get_spec(name).source)
 
 
 def pretty_name(name: str) -> str:

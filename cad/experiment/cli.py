@@ -103,10 +103,11 @@ def _applies(experiment, args: argparse.Namespace, datasets: list[str], method: 
 
 def experiment_datasets(experiment, scale: str, requested: list[str] | None) -> tuple[list[str], list[str]]:
     """(datasets to run, datasets the table or figure shows). By default an experiment runs on the paper's datasets
-    it covers (the figures: ImageNet or its stand-in); ``--datasets`` may name any dataset of the scale, which the
-    output then shows as well."""
-    default = scale_datasets(scale, experiment.paper_datasets)
+    it covers (the figures: ImageNet or its stand-in), or on those its file names (``datasets``); ``--datasets`` may
+    name any dataset of the scale, which the output then shows as well."""
     every = scale_datasets(scale)
+    default = ([d for d in experiment.datasets if d in every] if experiment.datasets
+               else scale_datasets(scale, experiment.paper_datasets))
     unknown = [d for d in requested or [] if d not in every]
     if unknown:
         raise ConfigError(f"dataset '{unknown[0]}' is not part of scale '{scale}'; valid: {', '.join(every)}")

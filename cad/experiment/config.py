@@ -2,7 +2,8 @@
 
 A run's config is composed from files under ``experiments/`` and never copied:
     experiments/defaults.yaml           every key, with the paper's values; the other files may only change these keys
-    experiments/task/<task>.yaml        what a task (class, text, map) sets for every scale (its evaluation)
+    experiments/task/<task>.yaml        what a task (class, text, map) sets for every scale (its evaluation), and in
+                                        its ``scales`` section what it sets at one scale (merged after the scale file)
     experiments/scale/<scale>.yaml      hyperparameters of a scale, with a ``datasets`` section of per-dataset overrides
     experiments/method/<method>.yaml    a Table 5(d) variant (labels, coherence token, loss, dropout, guidance)
     experiments/paper/<experiment>.yaml which methods (and sweep) a paper table or figure needs
@@ -49,6 +50,8 @@ class Experiment:
     figure: dict | None = None  # a sweep's plot: x ("sweep" or a metric), y (metrics), labels (see report.plot_sweep)
     overrides: dict | None = None  # per scale: the overrides the experiment itself needs (a learning curve's length)
     variants: dict | None = None  # an ablation: name -> overrides; every method runs once per variant
+    datasets: list[str] | None = None  # the datasets it runs by default (the text task: its canvases' sources)
+    best_of: str | None = None  # a sweep shown as its task's table: each method at the value with the lowest metric
 
     def values_at(self, scale: str) -> list:
         values = self.sweep_values
@@ -77,6 +80,8 @@ def load_experiment(name: str) -> Experiment:
         figure=OmegaConf.to_container(cfg.figure) if cfg.get("figure") else None,
         overrides=OmegaConf.to_container(cfg.overrides) if cfg.get("overrides") else None,
         variants=OmegaConf.to_container(cfg.variants) if cfg.get("variants") else None,
+        datasets=list(cfg.datasets) if cfg.get("datasets") else None,
+        best_of=cfg.get("best_of"),
     )
 
 
@@ -101,10 +106,16 @@ def scale_datasets(scale: str, paper_datasets: list[str] | None = None) -> list[
     return [name for name in datasets if _paper_name(pretty_name(paper_dataset(name))) in wanted]
 
 
-def scale_value(scale: str, key: str):
-    """A dot-path's value at ``scale`` before any dataset, method or override: the scale file's, else the default."""
-    value = OmegaConf.select(load_group("scale", scale), key)
-    return OmegaConf.select(OmegaConf.load(EXPERIMENTS_DIR / "defaults.yaml"), key) if value is None else value
+def scale_value(scale: str, key: str, task: str = "class"):
+    """A dot-path's value at ``scale`` before any dataset, method or override: the task file's for the scale, else the
+    scale file's, else the task file's, else the default."""
+    task_cfg = load_group("task", task)
+    for source in (task_cfg.get("scales", {}).get(scale), load_group("scale", scale), task_cfg,
+                   OmegaConf.load(EXPERIMENTS_DIR / "defaults.yaml")):
+        value = None if source is None else OmegaConf.select(source, key)
+        if value is not None:
+            return value
+    return None
 
 
 def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -134,7 +145,8 @@ def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *,
             accelerator: str = "auto", devices: int = 1) -> DictConfig:
     """The full config of one run: what trains, samples and evaluates one (dataset, method) pair.
 
-    defaults.yaml <- task file <- scale file <- the scale's section for ``dataset`` <- method file <- user overrides,
+    defaults.yaml <- task file <- scale file <- the scale's section for ``dataset`` <- the task file's section for the
+    scale <- method file <- user overrides,
     each checked against the keys of defaults.yaml; then every value is validated (before anything runs) and
     ``auto`` precisions and worker counts are resolved for ``accelerator`` (the resolved values are what the run
     records)."""
@@ -149,10 +161,16 @@ def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *,
     cfg = OmegaConf.load(EXPERIMENTS_DIR / "defaults.yaml")
     cfg.scale = scale
     cfg.task = task
-    cfg = _merge_checked(cfg, load_group("task", task), f"experiments/task/{task}.yaml")
+    task_cfg = load_group("task", task)
+    cfg = _merge_checked(cfg, OmegaConf.masked_copy(task_cfg, [k for k in task_cfg if k != "scales"]),
+                         f"experiments/task/{task}.yaml")
     cfg = _merge_checked(cfg, OmegaConf.masked_copy(scale_cfg, [k for k in scale_cfg if k != "datasets"]),
                          f"experiments/scale/{scale}.yaml")
     cfg = _merge_checked(cfg, OmegaConf.create(section), f"experiments/scale/{scale}.yaml, datasets.{dataset}")
+    # What a task sets at one scale only (its network and budget) comes after the scale's shared values.
+    at_scale = task_cfg.get("scales", {}).get(scale)
+    if at_scale is not None:
+        cfg = _merge_checked(cfg, at_scale, f"experiments/task/{task}.yaml, scales.{scale}")
     cfg.dataset = dataset
     cfg.stands_in_for = pretty_name(stand_in) if stand_in else None
     cfg.method = load_group("method", method)
@@ -174,7 +192,8 @@ IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix
                    "sample.train_step": None,
                    "train.guidance_loss": {"w": 0.0, "w_max": None, "stop_gradient": False, "plain_share": 0.0},
                    "train.schedule.shift": 1.0, "sample.schedule.shift": 1.0, "train.init_from": None,
-                   "data.augment": {"hflip": False, "crop_min": None}, "backbone.coherence_as_metadata": False}
+                   "data.augment": {"hflip": False, "crop_min": None}, "backbone.coherence_as_metadata": False,
+                   "data.caption_noise": 0.5, "backbone.text_encoder": "minilm", "sample.coherence_map": "uniform"}
 
 
 def _parent(container: dict, path: str) -> tuple[dict, str]:

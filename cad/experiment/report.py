@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -31,7 +31,8 @@ class RunResult:
 
     @property
     def label(self) -> str:
-        return pretty_method(self.method) + (f" ({self.variant})" if self.variant else "")
+        name = get_task(self.cfg.task).method_label(self.method) if self.cfg is not None else pretty_method(self.method)
+        return name + (f" ({self.variant})" if self.variant else "")
 
 
 def _noise_note(train_dirs: list[Path]) -> str | None:
@@ -42,19 +43,21 @@ def _noise_note(train_dirs: list[Path]) -> str | None:
             info = json.loads(path.read_text())
             temperature = info.get("temperature")
             return (f"{info['protocol']}" + (f", temperature {temperature:.3g}" if temperature is not None else "")
-                    + f", relabelling accuracy {info['relabel_accuracy']:.3f}")
+                    + f", {info.get('accuracy_label', 'relabelling accuracy')} {info['relabel_accuracy']:.3f}")
     return None
 
 
-def _run_notes(r: RunResult, request_note: str) -> dict[str, str]:
+def _run_notes(r: RunResult, request_note: str, per_row: str | None = None) -> dict[str, str]:
     """The note lines one run supports, from its files: its config (whose identity fields are those of the run that
-    made the files: the run was found by their hash) and its metrics' ``meta``."""
+    made the files: the run was found by their hash) and its metrics' ``meta``; ``per_row``: a key whose value
+    differs between the rows (a table of a sweep's best values), left to the table's column."""
     cfg, s, meta = r.cfg, r.cfg.sample, r.metrics.get("meta", {})
     notes = {"scale": cfg.scale,
              "precision": f"training {cfg.train.precision}, sampling {s.precision}, features {cfg.evaluate.precision}",
              "samples": (f"{s.num_samples} generated vs {meta.get('num_reference', cfg.evaluate.reference_size)}"
-                         " real test images per row (paper: 50k)"),
-             "sampler": (f"{s.sampler}, {s.steps} steps, eta {s.eta}; guidance scale {s.guidance_scale}; "
+                         f" real test images per row (paper: {get_task(cfg.task).paper_samples})"),
+             "sampler": (f"{s.sampler}, {s.steps} steps, eta {s.eta}; guidance scale "
+                         + (f"{s.guidance_scale}" if per_row != "sample.guidance_scale" else "per row") + "; "
                          f"coherence {s.coherence:g}" + (f", {request_note}" if request_note else "")),
              "backbone": (f"{cfg.backbone.preset}" + (", label and coherence embeddings mixed by an MLP"
                                                        if cfg.backbone.mix_labels_and_confidence else "")
@@ -66,11 +69,11 @@ def _run_notes(r: RunResult, request_note: str) -> dict[str, str]:
     return notes
 
 
-def table_notes(results: list[RunResult], request_note: str = "") -> dict[str, str]:
+def table_notes(results: list[RunResult], request_note: str = "", per_row: str | None = None) -> dict[str, str]:
     """Notes per block: a line shared by every dataset's runs is written once, else once per dataset, each from that
     dataset's own runs (its classifier, its noise, its protocol)."""
     datasets = list(dict.fromkeys(r.dataset for r in results))
-    per_dataset = {d: _run_notes(next(r for r in results if r.dataset == d), request_note) for d in datasets}
+    per_dataset = {d: _run_notes(next(r for r in results if r.dataset == d), request_note, per_row) for d in datasets}
     for d in datasets:
         noise = _noise_note([r.dirs.train for r in results if r.dataset == d])
         if noise is not None:
@@ -134,38 +137,46 @@ def plot_sweep(results: list[RunResult], experiment: Experiment, path: Path) -> 
                             textcoords="offset points", xytext=(4, 4), fontsize=8)
             ax.set_xlabel(x_key)
             ax.set_ylabel(y_keys[0] if y_keys[0] != "fid" else "FID")
-        _title(ax, dataset, rows[0].cfg)
+        _title(ax, rows[0].cfg)
     fig.suptitle(f"{experiment.name}: {methods[0]}, {rows[0].cfg.sample.num_samples} samples per point")
     _save(fig, path)
 
 
 def _plot_methods(results: list[RunResult], experiment: Experiment, datasets: list[str], methods: list[str],
                   path: Path) -> None:
-    """A panel per (dataset, metric of ``figure.y``), a line per method (and variant) over the swept value."""
+    """A panel per (dataset, metric of ``figure.y``), a line per method (and variant) over the swept value, or, with
+    ``x: <metric>``, over that metric, each point annotated with its swept value (Figure 3(c): FID against CLIPScore
+    as the guidance scale grows)."""
     import matplotlib.pyplot as plt
 
     figure = experiment.figure or {"y": ["fid"]}
-    y_keys = list(figure["y"])
-    fig, axes = plt.subplots(len(datasets), len(y_keys), figsize=(5 * len(y_keys), 4 * len(datasets)), squeeze=False)
+    y_keys, x_key = list(figure["y"]), figure.get("x", "sweep")
+    fig, axes = plt.subplots(len(datasets), len(y_keys), figsize=(max(6.5, 5 * len(y_keys)), 4 * len(datasets)),
+                             squeeze=False)
     for row, dataset in zip(axes, datasets):
         for ax, key in zip(row, y_keys):
             for label in methods:
                 rows = sorted((r for r in results if r.dataset == dataset and r.label == label),
                               key=lambda r: r.sweep_value)
-                ax.plot([r.sweep_value for r in rows], [r.metrics.get(key) for r in rows], "o-", label=label)
-            ax.set_xlabel(figure.get("x_label", experiment.sweep_key))
+                xs = [r.sweep_value if x_key == "sweep" else r.metrics.get(x_key) for r in rows]
+                ax.plot(xs, [r.metrics.get(key) for r in rows], "o-", label=label)
+                if x_key != "sweep":
+                    for r, x in zip(rows, xs):
+                        ax.annotate(f"{figure.get('annotate', experiment.sweep_key)}={r.sweep_value:g}",
+                                    (x, r.metrics.get(key)), textcoords="offset points", xytext=(3, 3), fontsize=7)
+            ax.set_xlabel(figure.get("x_label", experiment.sweep_key if x_key == "sweep" else x_key))
             ax.set_ylabel(key if key != "fid" else "FID")
             ax.legend()
-            _title(ax, dataset, next(r.cfg for r in results if r.dataset == dataset))
+            _title(ax, next(r.cfg for r in results if r.dataset == dataset))
     cfg = results[0].cfg
-    fig.suptitle(f"{experiment.name}: {', '.join(methods)}\nnoise protocol "
-                 f"{cfg.data.noise.protocol}; {cfg.backbone.preset}; {cfg.sample.num_samples} samples per point")
+    noise = get_task(cfg.task).noise_label(cfg)
+    fig.suptitle(f"{experiment.name}: {', '.join(methods)}\n{noise}; {cfg.backbone.preset}; "
+                 f"{cfg.sample.num_samples} samples per point", fontsize=10)
     _save(fig, path)
 
 
-def _title(ax, dataset: str, cfg: DictConfig) -> None:
-    stand_in = cfg.stands_in_for
-    ax.set_title(dataset + (f" (stand-in for {stand_in})" if stand_in else ""))
+def _title(ax, cfg: DictConfig) -> None:
+    ax.set_title(get_task(cfg.task).dataset_label(cfg), fontsize=10)
 
 
 def _save(fig, path: Path) -> None:
@@ -191,7 +202,7 @@ def output_name(experiment: Experiment, results: list[RunResult]) -> str:
         cfg = r.cfg
         if cfg.data.noise.protocol != "classifier":
             variants.append(cfg.data.noise.protocol)
-        if cfg.backbone.preset != scale_value(cfg.scale, "backbone.preset"):
+        if cfg.backbone.preset != scale_value(cfg.scale, "backbone.preset", cfg.task):
             variants.append(cfg.backbone.preset)
         if cfg.backbone.mix_labels_and_confidence:
             variants.append("mix")
@@ -200,13 +211,31 @@ def output_name(experiment: Experiment, results: list[RunResult]) -> str:
     return "-".join([experiment.name, *dict.fromkeys(variants)])
 
 
+def best_of_sweep(results: list[RunResult], metric: str, sweep_key: str) -> list[RunResult]:
+    """Per (dataset, method, variant), the run of the sweep with the lowest ``metric`` (the paper reports each
+    text-to-image method at its best-FID guidance scale), the swept value added to its metrics under the key's last
+    name (``sample.guidance_scale`` -> ``guidance_scale``)."""
+    best: dict[tuple, RunResult] = {}
+    for r in results:
+        key = (r.dataset, r.method, r.variant)
+        if key not in best or r.metrics[metric] < best[key].metrics[metric]:
+            best[key] = r
+    return [replace(r, metrics={**r.metrics, sweep_key.split(".")[-1]: r.sweep_value}) for r in best.values()]
+
+
 def write(experiment: Experiment, scale: str, results: list[RunResult], root: Path) -> str:
-    """Write the experiment's outputs under ``root`` and return the text to print."""
+    """Write the experiment's outputs under ``root`` and return the text to print: its task's table (of the best
+    value of a sweep when the experiment says ``best_of``) or its sweep's figure and CSV."""
     stem = output_name(experiment, results)
-    if experiment.sweep_key is None:
+    if experiment.sweep_key is None or experiment.best_of:
         task = get_task(experiment.task)
-        return task.write_table(experiment.name, results, table_notes(results, task.request_note), root / "tables",
-                                output=stem)
+        rows = best_of_sweep(results, experiment.best_of, experiment.sweep_key) if experiment.best_of else results
+        notes = table_notes(rows, task.request_note, experiment.sweep_key if experiment.best_of else None)
+        if experiment.best_of:
+            atomic_write_text(root / "tables" / f"{stem}-sweep.csv", sweep_csv(results, experiment.sweep_key))
+            notes["selection"] = (f"each method at the {experiment.sweep_key} of its lowest {experiment.best_of} over "
+                                  f"{sorted({r.sweep_value for r in results})} (every value: {stem}-sweep.csv)")
+        return task.write_table(experiment.name, rows, notes, root / "tables", output=stem)
     figures = root / "figures"
     text = sweep_csv(results, experiment.sweep_key)
     atomic_write_text(figures / f"{stem}.csv", text)

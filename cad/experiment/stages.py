@@ -28,8 +28,11 @@ def noise_summary(stats: dict) -> dict:
     """What a table says about a run's label noise, from the noisy labels' statistics: the protocol, its temperature
     (None where the protocol has none) and the measured relabelling accuracy. The train stage writes it to the run's
     ``noise.json``, so a table renders from files and never rebuilds the labels."""
-    return {"protocol": stats.get("protocol"), "temperature": stats.get("temperature"),
-            "relabel_accuracy": stats.get("relabel_accuracy")}
+    summary = {"protocol": stats.get("protocol"), "temperature": stats.get("temperature"),
+               "relabel_accuracy": stats.get("relabel_accuracy")}
+    if "accuracy_label" in stats:  # what the accuracy measures where it is not a relabelling (the text task's)
+        summary["accuracy_label"] = stats["accuracy_label"]
+    return summary
 
 
 class _TrackLastCheckpoint(Callback):

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 class Task:
     name: str = ""
     request_note: str = ""  # how evaluation requests are chosen, for table notes
+    paper_samples: str = "50k"  # how many samples the paper evaluates on, for table notes
 
     def validate(self, cfg: DictConfig) -> None: ...
 
@@ -48,6 +49,20 @@ class Task:
 
     def sample_extras(self, requests: list) -> dict[str, np.ndarray]:
         return {}
+
+    def method_label(self, method: str) -> str:
+        """What tables' notes and figures' legends call a method."""
+        from cad.experiment.report import pretty_method
+
+        return pretty_method(method)
+
+    def dataset_label(self, cfg: DictConfig) -> str:
+        """What a figure panel calls the run's data (a stand-in says for what)."""
+        return cfg.dataset + (f" (stand-in for {cfg.stands_in_for})" if cfg.stands_in_for else "")
+
+    def noise_label(self, cfg: DictConfig) -> str:
+        """How a figure's title names the run's condition noise."""
+        return f"noise protocol {cfg.data.noise.protocol}"
 
     def save_grid(self, path: Path, images: np.ndarray, requests: list, cfg: DictConfig) -> None: ...
 
@@ -81,3 +96,5 @@ def get_task(name: str) -> Task:
 def _load_builtin() -> None:
     """The suite's own tasks register on import (imported late: they pull in the data and benchmark modules)."""
     import cad.tasks.class_task  # noqa: F401
+    import cad.tasks.map_task  # noqa: F401
+    import cad.tasks.text_task  # noqa: F401
