@@ -83,6 +83,28 @@ def cacfg_prompt_pair(cond: Condition, negative: Condition) -> tuple[Condition, 
     return cond.with_coherence(1.0), cond.replace(tokens=negative.tokens, token_mask=negative.token_mask).with_coherence(0.0)
 
 
+def null_prompt_pair(cond: Condition) -> tuple[Condition, Condition]:
+    """Eq. 3 for text: the prompt against the empty prompt, every text token masked out (the model then sees only its
+    registers and the coherence token), as condition dropout trains it (cad.tasks.text_conditional)."""
+    return cond, cond.replace(token_mask=torch.zeros_like(cond.token_mask))
+
+
+def aligned_loss_pair(cond: Condition, guidance: str, name: str,
+                      null_pair: Callable[[Condition], tuple[Condition, Condition]] = cfg_pair
+                      ) -> tuple[Condition, Condition]:
+    """The guidance-aligned loss's branches (cad.diffusion.guidance_loss) for method ``name`` with ``guidance``: the
+    training condition as drawn against the task's null (``null_pair``: the null label, the empty prompt) for plain CFG,
+    or against the same condition at coherence 0 for CAD. At sampling CA-CFG's positive is coherence 1; in training it is
+    the sample's own coherence, our choice: the loss then teaches every coherence level the guided combination, as
+    guided sampling at c < 1 uses it."""
+    if guidance == "cfg":
+        return null_pair(cond)
+    if guidance == "cacfg":
+        return cond, cond.with_coherence(0.0)
+    raise ValueError(f"method '{name}' has no guided branch (guidance: none) for the guidance-aligned loss; valid: a "
+                     f"method with guidance (cfg, cad)")
+
+
 PAIRS: dict[str, Callable[[Condition], tuple[Condition, Condition]]] = {"cfg": cfg_pair, "cacfg": cacfg_pair}
 
 

@@ -5,8 +5,8 @@ import torch
 
 from cad.data.canvases import CanvasSpec, CaptionedCanvases, VOCABULARIES
 from cad.data.contrastive import CaptionBank, ContrastiveModel
-from cad.data.text_data import (CaptionedTrainingSet, cached_similarity, filtered_indices, pair_similarity,
-                                training_coherence)
+from cad.data.text_data import CaptionedTrainingSet, filtered_indices, pair_similarity, training_coherence
+from cad.io import cached_array
 from tests.test_canvases import synthetic_sources
 from tests.test_contrastive import PositionalWords
 
@@ -45,6 +45,6 @@ def test_an_item_carries_its_image_tokens_and_coherence():
 def test_the_similarity_cache_is_computed_once(tmp_path):
     calls = []
     compute = lambda: calls.append(1) or np.arange(5, dtype=np.float32)  # noqa: E731
-    first = cached_similarity(tmp_path / "s.npy", compute)
-    again = cached_similarity(tmp_path / "s.npy", compute)
+    first = cached_array(tmp_path / "s.npy", compute)
+    again = cached_array(tmp_path / "s.npy", compute)
     assert calls == [1] and np.array_equal(first, again)

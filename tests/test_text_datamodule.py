@@ -13,6 +13,7 @@ from tests.test_contrastive import PositionalWords
 @pytest.fixture
 def tiny(monkeypatch, tmp_path):
     monkeypatch.setenv("CAD_CACHE", str(tmp_path))
+    monkeypatch.setitem(text_datamodule.TRAINING_CANVASES, "smoke", None)  # one canvas per (tiny) source image
     monkeypatch.setitem(text_datamodule.RECIPES, "smoke",
                         text_datamodule.CanvasRecipe(steps=20, batch_size=32, eval_size=100))
     sources = synthetic_sources(per_class=20)

@@ -24,6 +24,8 @@ BACKBONES: dict[str, type[nn.Module]] = {
     "rin_imagenet64": RIN,  # 158.5M parameters (authors' ImageNet-64 RIN + coherence token)
     "rin_cpu": RIN,
     "rin_smoke": RIN,
+    "rin_text_cpu": RIN,
+    "rin_text_smoke": RIN,
     "unet_cpu": UNet,
     "unet_smoke": UNet,
 }
@@ -53,6 +55,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "rin_smoke": dict(
         image_size=28, in_channels=1, num_classes=10, use_coherence=True,
+        patch_size=4, data_dim=32, num_latents=16, latent_dim=64, num_blocks=1, num_layers_per_block=1,
+        read_write_heads=2, compute_heads=2, latent_mlp_ratio=2, data_mlp_ratio=2,
+        dropout=0.0, drop_path=0.0,
+    ),
+    # The text task's RIN on the 32x64 captioned canvases (issue 11): the authors' text model (a text tower of 2
+    # self-attention layers with the coherence token and 16 registers, cross-attended in every block) at rin_cpu's
+    # width; patch 4 gives 8x16 = 128 data tokens. token_dim comes from the text encoder (MiniLM: 384).
+    "rin_text_cpu": dict(
+        image_size=(32, 64), in_channels=1, num_classes=None, use_coherence=True, text_layers=2, num_registers=16,
+        patch_size=4, data_dim=64, num_latents=32, latent_dim=128, num_blocks=3, num_layers_per_block=2,
+        read_write_heads=4, compute_heads=4, latent_mlp_ratio=4, data_mlp_ratio=2,
+        dropout=0.0, drop_path=0.0,
+    ),
+    "rin_text_smoke": dict(
+        image_size=(32, 64), in_channels=1, num_classes=None, use_coherence=True, text_layers=2, num_registers=4,
         patch_size=4, data_dim=32, num_latents=16, latent_dim=64, num_blocks=1, num_layers_per_block=1,
         read_write_heads=2, compute_heads=2, latent_mlp_ratio=2, data_mlp_ratio=2,
         dropout=0.0, drop_path=0.0,

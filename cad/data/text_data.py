@@ -7,8 +7,6 @@ An item: ``image`` (1, H, W) float in [-1, 1], ``tokens`` (L, D), ``token_mask``
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -61,17 +59,3 @@ class CaptionedTrainingSet(Dataset):
         return {"image": torch.from_numpy(item["image"]).float() / 127.5 - 1.0, "tokens": tokens[0],
                 "token_mask": mask[0], "coherence": torch.tensor(self.coherence[index]),
                 "misalignment": torch.tensor(item["misalignment"], dtype=torch.float32), "index": index}
-
-
-def cached_similarity(path: Path, compute) -> np.ndarray:
-    """The similarities cached at ``path`` (an .npy written atomically), else ``compute()`` and cache them."""
-    from cad.io import atomic_path
-
-    if path.is_file():
-        return np.load(path)
-    values = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, values)
-    return values

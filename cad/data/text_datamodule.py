@@ -21,8 +21,9 @@ from cad.data.canvases import CanvasRecipe, CanvasSpec, CaptionedCanvases, VOCAB
 from cad.data.classifier_training import load_or_train
 from cad.data.contrastive import ROLES, CaptionBank, ContrastiveModel, recipe_meta, train_contrastive
 from cad.data.formats import ImageArrays
-from cad.data.text_data import (CaptionedTrainingSet, cached_similarity, filtered_indices, pair_similarity,
-                                training_coherence)
+from cad.data.text_data import (FILTERED_BINS, CaptionedTrainingSet, filtered_indices,
+                                pair_similarity, training_coherence)
+from cad.io import cached_array
 from cad.paths import cache_dir
 
 RECIPES = {"cpu": CanvasRecipe(steps=3000, batch_size=128, eval_size=1000),
@@ -37,7 +38,9 @@ def load_contrastive(role: str, source: str, scale: str, canvases: CaptionedCanv
     recipe = RECIPES[scale]
     settings = ROLES[role]
     split = int(0.9 * len(canvases))
-    meta = {**recipe_meta(role, recipe), "source": source, "canvas": asdict(canvases.spec), "pairs": len(canvases)}
+    # The images and true captions do not depend on the caption noise (drawn after them): one model for every share.
+    canvas = {k: v for k, v in asdict(canvases.spec).items() if k != "noisy_share"}
+    meta = {**recipe_meta(role, recipe), "source": source, "canvas": canvas, "pairs": len(canvases)}
     meta = json.loads(json.dumps(meta))  # as the cache file will hold it (tuples become lists)
 
     def build() -> ContrastiveModel:
@@ -64,8 +67,9 @@ class TextDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         coherence, canvases = train_set.coherence, train_set.canvases
         misalignment = np.array([canvases[int(i)]["misalignment"] for i in train_set.indices[:2000]])
-        # The noise.json schema of the class task: "relabel_accuracy" is here the share of captions wholly true.
-        self.noise_stats = {"protocol": "caption corruption", "temperature": None,
+        # The noise.json schema of the class task; "relabel_accuracy" is here the share of captions wholly true.
+        self.noise_stats = {"protocol": f"caption corruption of {canvases.spec.noisy_share:g} of the captions",
+                            "temperature": None, "accuracy_label": "share of captions wholly true",
                             "relabel_accuracy": float(np.mean(misalignment == 0)),
                             "mean_coherence": float(coherence[train_set.indices].mean())}
 
@@ -77,23 +81,39 @@ class TextDataModule(L.LightningDataModule):
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers)
 
 
+# Training canvases per scale (None: one per source training image); the smoke scale's keep CI fast (the scorer's
+# similarities are computed over every training canvas).
+TRAINING_CANVASES = {"cpu": None, "smoke": 2000}
+
+
+def training_canvases(train: ImageArrays, source: str, scale: str, spec: CanvasSpec = CanvasSpec()
+                      ) -> CaptionedCanvases:
+    return CaptionedCanvases(train, VOCABULARIES[source], spec, length=TRAINING_CANVASES.get(scale))
+
+
+def test_canvases(test: ImageArrays, source: str, spec: CanvasSpec = CanvasSpec()) -> CaptionedCanvases:
+    """The evaluation canvases: the source's test images, true captions only, another seed than training's."""
+    return CaptionedCanvases(test, VOCABULARIES[source], CanvasSpec(**{**asdict(spec), "noisy_share": 0.0,
+                                                                       "seed": spec.seed + 1}))
+
+
 def build_text_datamodule(source: str, *, scale: str, batch_size: int, filtered: bool, splits: dict[str, ImageArrays],
                           encoder, spec: CanvasSpec = CanvasSpec(), subset: int | None = None,
-                          num_workers: int = 0) -> TextDataModule:
+                          num_workers: int = 0, dropped_bins: int = FILTERED_BINS) -> TextDataModule:
     """Canvases of ``splits`` (the source dataset's train / test images), coherence from the cached scorer, the
-    Filtered view when ``filtered``, a fixed seeded ``subset`` of the pairs when given."""
-    train = CaptionedCanvases(splits["train"], VOCABULARIES[source], spec)
-    test = CaptionedCanvases(splits["test"], VOCABULARIES[source], CanvasSpec(**{**asdict(spec), "noisy_share": 0.0,
-                                                                                 "seed": spec.seed + 1}))
+    Filtered view (the ``dropped_bins`` least coherent bins left out) when ``filtered``, a fixed seeded ``subset`` of
+    the pairs when given."""
+    train = training_canvases(splits["train"], source, scale, spec)
+    test = test_canvases(splits["test"], source, spec)
     bank = CaptionBank(encoder)
     scorer = load_contrastive("coherence", source, scale, train, bank)
     # The similarities depend on the scorer (its cache entry), the canvases and their captions: all in the key.
     identity = json.dumps([source, scale, asdict(spec), len(train), asdict(RECIPES[scale])], sort_keys=True)
     key = hashlib.sha256(identity.encode()).hexdigest()[:12]
-    similarity = cached_similarity(cache_dir() / "contrastive" / f"{source}-similarity-{key}.npy",
+    similarity = cached_array(cache_dir() / "contrastive" / f"{source}-similarity-{key}.npy",
                                    lambda: pair_similarity(scorer, train, bank, progress=True))
     coherence = training_coherence(similarity)
-    indices = filtered_indices(coherence) if filtered else np.arange(len(train))
+    indices = filtered_indices(coherence, dropped=dropped_bins) if filtered else np.arange(len(train))
     if subset is not None:
         indices = np.sort(np.random.default_rng(spec.seed).permutation(indices)[:subset])
     return TextDataModule(CaptionedTrainingSet(train, bank, coherence, indices), test, batch_size=batch_size,

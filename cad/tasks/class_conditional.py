@@ -12,7 +12,7 @@ from torch import nn
 from cad.backbones import build_backbone
 from cad.conditioning import Condition
 from cad.data.augment import METADATA_DIM, augment_batch, augments
-from cad.guidance import cfg_pair
+from cad.guidance import aligned_loss_pair
 from cad.tasks.base import DiffusionModule, NonFiniteLossError
 from cad.tasks.methods import Method
 
@@ -58,13 +58,5 @@ class ClassConditionalDiffusion(DiffusionModule):
                          metadata_null=None if metadata is None else torch.zeros_like(label, dtype=torch.bool))
 
     def training_pair(self, cond: Condition) -> tuple[Condition, Condition]:
-        """The guidance-aligned loss's branches: the training condition as drawn (its own label, dropped or not, and
-        its own coherence) against plain CFG's null label (eq. 3) or, for CAD, the same condition at coherence 0
-        (eq. 4). At sampling CA-CFG's positive is coherence 1; in training it is the sample's coherence, our choice:
-        the loss then teaches every coherence level the guided combination, as guided sampling at c < 1 uses it."""
-        if self.method.guidance == "cfg":
-            return cfg_pair(cond)
-        if self.method.guidance == "cacfg":
-            return cond, cond.with_coherence(0.0)
-        raise ValueError(f"method '{self.method.name}' has no guided branch (guidance: none) for the guidance-aligned "
-                         f"loss; valid: a method with guidance (cfg, cad)")
+        """The guidance-aligned loss's branches: the null label for plain CFG (eq. 3), coherence 0 for CAD (eq. 4)."""
+        return aligned_loss_pair(cond, self.method.guidance, self.method.name)
