@@ -36,6 +36,10 @@ class Segmenter(nn.Module):
     def forward(self, images_uint8: Tensor) -> Tensor:
         return self.head(self.body(images_uint8.float() / 127.5 - 1.0))
 
+    def features(self, images_uint8: Tensor) -> Tensor:
+        """(B, width) spatially averaged body features: a domain feature space for FID (benchmarks.features)."""
+        return self.body(images_uint8.float() / 127.5 - 1.0).mean(dim=(2, 3))
+
 
 RECIPE = CanvasRecipe(steps=1500, batch_size=64)
 

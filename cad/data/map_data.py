@@ -1,0 +1,130 @@
+"""The semantic-map task's data at the cpu and smoke scales (issue 12): captioned canvases (cad.data.canvases) whose
+exact class maps play the ground truth, the maps a small segmentation network *predicts* for them playing the noisy
+training maps, and that network's per-pixel maximum softmax playing the coherence map (the paper's MaskFormer,
+trained on COCO and applied to ADE20K).
+
+    data = build_map_datamodule("fashion_mnist", scale="cpu", batch_size=64, splits=...)
+
+An item: ``image`` (1, H, W) in [-1, 1], ``map`` (K + 1, H, W) one-hot of the predicted classes (the last channel is
+the background), ``coherence_map`` (1, H, W) in [0, 1], ``index``. The segmenters (role ``confidence`` and the
+stronger ``eval`` one that measures mIoU) and the predicted maps are cached under ``cache_dir()/segmenters/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from cad.conditioning.coherence_maps import confidence_coherence
+from cad.data.canvases import CanvasRecipe, CanvasSpec, CaptionedCanvases, VOCABULARIES, canvas_batch
+from cad.data.classifier_training import load_or_train
+from cad.data.formats import ImageArrays
+from cad.data.segmenters import ROLES, Segmenter, train_segmenter
+from cad.io import cached_array
+from cad.paths import cache_dir
+
+CANVASES = {"cpu": 20000, "smoke": 600}  # training canvases per scale
+RECIPES = {"cpu": CanvasRecipe(steps=1500, batch_size=64), "smoke": CanvasRecipe(steps=30, batch_size=16,
+                                                                                 eval_size=100)}
+MAP_SPEC = CanvasSpec(noisy_share=0.0)  # the 32x64 two-object canvases; their captions are not used
+
+
+def map_canvases(train: ImageArrays, source: str, scale: str, spec: CanvasSpec = MAP_SPEC) -> CaptionedCanvases:
+    return CaptionedCanvases(train, VOCABULARIES[source], spec, length=CANVASES[scale])
+
+
+def load_segmenter(role: str, source: str, scale: str, canvases: CaptionedCanvases) -> Segmenter:
+    """The cached segmenter of ``role``: ``confidence`` trained on its few canvases (``train_size``), ``eval`` on the
+    first 90% of ``canvases``; both judged by mIoU on the last 10%."""
+    settings, recipe = ROLES[role], RECIPES[scale]
+    split = int(0.9 * len(canvases))
+    train = np.arange(min(settings["train_size"] or split, split))
+    meta = json.loads(json.dumps({"role": role, **settings, "recipe": asdict(recipe), "source": source,
+                                  "canvas": asdict(canvases.spec), "canvases": len(canvases)}))
+
+    def build() -> Segmenter:
+        torch.manual_seed(settings["seed"])
+        return Segmenter(canvases.num_classes, width=settings["width"])
+
+    def fit(model: Segmenter) -> float:
+        return train_segmenter(model, canvases, recipe, train_indices=train, eval_indices=np.arange(split,
+                                                                                                     len(canvases)),
+                               seed=settings["seed"])
+
+    model, _ = load_or_train(cache_dir() / "segmenters" / f"{source}-{role}-{scale}.pt", meta, build, fit)
+    return model.eval()
+
+
+@torch.no_grad()
+def predicted_maps(segmenter: Segmenter, canvases, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(classes (N, H, W) uint8, confidence (N, H, W) float16): the segmenter's argmax and maximum softmax per pixel."""
+    classes, confidence = [], []
+    for start in range(0, len(canvases), batch_size):
+        images, _ = canvas_batch(canvases, range(start, min(start + batch_size, len(canvases))), "class_map")
+        logits = segmenter(images)
+        classes.append(logits.argmax(1).to(torch.uint8).numpy())
+        confidence.append(confidence_coherence(logits)[:, 0].to(torch.float16).numpy())
+    return np.concatenate(classes), np.concatenate(confidence)
+
+
+def one_hot_map(classes: torch.Tensor, num_channels: int) -> torch.Tensor:
+    """(B, H, W) integer classes -> (B, K + 1, H, W) float one-hot (the control image's map channels)."""
+    return F.one_hot(classes.long(), num_channels).permute(0, 3, 1, 2).float()
+
+
+class MapTrainingSet(Dataset):
+    def __init__(self, canvases: CaptionedCanvases, classes: np.ndarray, confidence: np.ndarray):
+        self.canvases, self.classes, self.confidence = canvases, classes, confidence
+        self.num_channels = canvases.num_classes + 1
+
+    def __len__(self) -> int:
+        return len(self.canvases)
+
+    def __getitem__(self, index: int) -> dict:
+        image = torch.from_numpy(self.canvases[index]["image"]).float() / 127.5 - 1.0
+        classes = torch.from_numpy(self.classes[index])
+        return {"image": image, "map": one_hot_map(classes[None], self.num_channels)[0],
+                "coherence_map": torch.from_numpy(self.confidence[index].astype(np.float32))[None], "index": index}
+
+
+class MapDataModule(L.LightningDataModule):
+    def __init__(self, train_set: MapTrainingSet, *, batch_size: int, num_workers: int = 0):
+        super().__init__()
+        self.train_set, self.batch_size, self.num_workers = train_set, batch_size, num_workers
+        truth = np.stack([train_set.canvases[i]["class_map"] for i in range(min(500, len(train_set)))])
+        agree = float((train_set.classes[:len(truth)] == truth).mean())
+        self.noise_stats = {"protocol": "maps predicted by the confidence segmenter", "temperature": None,
+                            "accuracy_label": "pixel accuracy against the true maps", "relabel_accuracy": agree}
+
+    @property
+    def splits(self) -> dict:
+        return {"train": self.train_set}
+
+
+def build_map_datamodule(source: str, *, scale: str, batch_size: int, splits: dict[str, ImageArrays],
+                         num_workers: int = 0) -> MapDataModule:
+    canvases = map_canvases(splits["train"], source, scale)
+    segmenter = load_segmenter("confidence", source, scale, canvases)
+    # The predictions depend on the segmenter (its cache entry's settings) and the canvases: all in the key.
+    identity = json.dumps([source, scale, asdict(canvases.spec), len(canvases), ROLES["confidence"],
+                           asdict(RECIPES[scale])], sort_keys=True)
+    key = f"{source}-maps-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+    computed: list = []
+
+    def part(i: int):
+        def compute() -> np.ndarray:
+            if not computed:
+                computed.extend(predicted_maps(segmenter, canvases))
+            return computed[i]
+        return compute
+
+    root = cache_dir() / "segmenters"
+    classes = cached_array(root / f"{key}-classes.npy", part(0))
+    confidence = cached_array(root / f"{key}-confidence.npy", part(1))
+    return MapDataModule(MapTrainingSet(canvases, classes, confidence), batch_size=batch_size, num_workers=num_workers)

@@ -1,0 +1,230 @@
+"""The semantic-map task (Figure 6): a class map (and a coherence map) in, an image out; FID, mIoU and P/R/D/C.
+
+At the cpu and smoke scales: two-object 32x64 canvases (cad.data.map_data), a base U-Net pre-trained unconditionally on
+them and cached (``cache_dir()/map_base/``), the ControlNet trained on the maps a small segmenter predicts (its maximum
+softmax the coherence map); mIoU by a *different*, stronger segmenter on the generated images against the requested
+map. Evaluation requests are the exact class maps of held-out test canvases (sample i asks for test canvas i's map);
+FID compares with those canvases. ``sample.coherence_map`` chooses the coherence map given at sampling (Figure 6(a)):
+``uniform`` (``sample.coherence`` everywhere), ``canny`` (0 on the map's class boundaries), ``confidence`` (the
+confidence segmenter's maximum softmax on the test canvas) or ``square`` (uniform with a 12x12 square of 0 in the
+middle: an edited map).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from benchmarks.evaluate import ReferenceSet, evaluate_samples
+from benchmarks.features import EXTRACTORS as FEATURE_EXTRACTORS, DomainExtractor, build_extractor
+from benchmarks.metrics import mean_iou
+from benchmarks.samples import load_samples
+from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as write_table_files
+from cad.conditioning import Condition
+from cad.conditioning.coherence_maps import canny_coherence, confidence_coherence, square_coherence
+from cad.data.canvases import VOCABULARIES
+from cad.data.classifier_training import load_or_train
+from cad.data.map_data import (MAP_SPEC, build_map_datamodule, load_segmenter, map_canvases, one_hot_map)
+from cad.data.registry import dataset_splits as source_splits, pretty_name
+from cad.data.text_datamodule import test_canvases
+from cad.experiment.config import ConfigError
+from cad.guidance import guidance_pair
+from cad.paths import cache_dir
+from cad.tasks.grids import save_grid
+from cad.tasks.map_conditional import MapConditionalDiffusion, build_base
+from cad.tasks.methods import Method
+from cad.tasks.registry import Task, register_task
+from cad.training.pretrain import pretrain_unconditional
+
+COHERENCE_MAPS = ("uniform", "canny", "confidence", "square")
+DOMAIN_EXTRACTOR = "segmenter"  # the mIoU segmenter's pooled features
+BASE_STEPS = {"cpu": 3000, "smoke": 20}  # unconditional pre-training of the base (AdamW lr 1e-3, batch 64)
+STAND_IN = "two-object {} canvases (stand-in for ADE20k)"
+
+
+def base_weights(cfg: DictConfig) -> Path:
+    """The cached pre-trained base of the run's preset and scale, trained on the training canvases if absent."""
+    splits = source_splits(cfg.dataset)
+    canvases = map_canvases(splits["train"], cfg.dataset, cfg.scale)
+    shape = (1, MAP_SPEC.height, MAP_SPEC.width)
+    meta = {"preset": cfg.backbone.preset, "steps": BASE_STEPS[cfg.scale], "batch_size": 64, "lr": 1e-3,
+            "schedule": OmegaConf.to_container(cfg.train.schedule), "source": cfg.dataset, "canvases": len(canvases)}
+    path = cache_dir() / "map_base" / f"{cfg.dataset}-{cfg.backbone.preset}-{cfg.scale}.pt"
+
+    def images(indices) -> torch.Tensor:
+        return torch.from_numpy(np.stack([canvases[int(i)]["image"] for i in indices])).float() / 127.5 - 1.0
+
+    def build():
+        torch.manual_seed(0)
+        return build_base(cfg.backbone.preset, shape)
+
+    def fit(model) -> float:  # its "test accuracy" entry holds the final training loss
+        return pretrain_unconditional(model, images, len(canvases), steps=meta["steps"], batch_size=64, lr=1e-3,
+                                      seed=0, schedule=meta["schedule"], progress=True)
+
+    load_or_train(path, meta, build, fit)
+    return path
+
+
+def requested_maps(cfg: DictConfig, indices: list[int]) -> np.ndarray:
+    test = test_canvases(source_splits(cfg.dataset)["test"], cfg.dataset, MAP_SPEC)
+    return np.stack([test[int(i)]["class_map"] for i in indices])
+
+
+def coherence_maps(cfg: DictConfig, indices: list[int], maps: np.ndarray) -> np.ndarray:
+    """(B, H, W) float32: the coherence maps ``sample.coherence_map`` asks for, of the requested maps."""
+    kind, value = cfg.sample.coherence_map, float(cfg.sample.coherence)
+    if kind == "canny":
+        return np.stack([canny_coherence(m) for m in maps])
+    if kind == "confidence":
+        splits = source_splits(cfg.dataset)
+        segmenter = load_segmenter("confidence", cfg.dataset, cfg.scale,
+                                   map_canvases(splits["train"], cfg.dataset, cfg.scale))
+        test = test_canvases(splits["test"], cfg.dataset, MAP_SPEC)
+        images = torch.from_numpy(np.stack([test[int(i)]["image"] for i in indices]))
+        with torch.no_grad():
+            return confidence_coherence(segmenter(images))[:, 0].numpy()
+    uniform = np.full(maps.shape, value, dtype=np.float32)
+    if kind == "square":
+        h, w = maps.shape[1:]
+        return np.stack([square_coherence(u, h // 2 - 6, w // 2 - 6, 12, 0.0) for u in uniform])
+    return uniform
+
+
+def map_condition(indices: list[int], device: torch.device, *, cfg: DictConfig, channels: int) -> Condition:
+    maps = requested_maps(cfg, indices)
+    cond = Condition(spatial_map=one_hot_map(torch.from_numpy(maps), channels).to(device))
+    if not cfg.method.use_coherence:
+        return cond
+    return cond.replace(coherence_map=torch.from_numpy(coherence_maps(cfg, indices, maps))[:, None].to(device))
+
+
+@torch.no_grad()
+def segment(segmenter, images_uint8: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """(N, H, W) predicted classes of uint8 NCHW images, in batches."""
+    return torch.cat([segmenter(images_uint8[i:i + batch_size]).argmax(1)
+                      for i in range(0, len(images_uint8), batch_size)]).numpy()
+
+
+class MapTask(Task):
+    name = "map"
+    request_note = "the exact class maps of the test canvases"
+    seed_rule = "seed = sample.seed * 1e6 + i; map = test canvas i's class map"
+    paper_samples = "2000 (the ADE20K validation set)"
+
+    def validate(self, cfg: DictConfig) -> None:
+        if cfg.scale == "paper":
+            raise ConfigError("the semantic-map task's paper scale (diffusers ControlNet over Stable Diffusion, ADE20K) "
+                              "is not built yet; valid: --scale cpu or --scale smoke (two-object canvases)")
+        if cfg.dataset not in VOCABULARIES:
+            raise ConfigError(f"the map task builds canvases from {cfg.dataset!r}; valid: {', '.join(VOCABULARIES)}")
+        try:
+            method = Method(**cfg.method)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"method: {err}") from None
+        if method.labels != "noisy" or method.filter_threshold is not None or method.loss != "mean":
+            raise ConfigError(f"method '{method.name}': the map task trains on predicted maps with the plain loss "
+                              f"(Figure 6's Baseline and CAD); valid: --methods baseline cad")
+        if cfg.sample.guidance_scale != 0 and method.guidance == "none":
+            raise ConfigError(f"method '{method.name}' has no guided branch; valid: sample.guidance_scale=0")
+        if cfg.sample.coherence_map not in COHERENCE_MAPS:
+            raise ConfigError(f"sample.coherence_map={cfg.sample.coherence_map!r}; valid: {', '.join(COHERENCE_MAPS)}")
+        if not cfg.backbone.preset.startswith("unet"):
+            raise ConfigError(f"backbone.preset={cfg.backbone.preset}: the ControlNet copies a U-Net's encoder; "
+                              f"valid: unet_cpu, unet_smoke")
+        valid = sorted(FEATURE_EXTRACTORS) + [DOMAIN_EXTRACTOR]
+        for name in cfg.evaluate.extractors:
+            if name not in valid:
+                raise ConfigError(f"evaluate.extractors: {name!r} is not valid; valid: {', '.join(valid)}")
+
+    def dataset_label(self, cfg: DictConfig) -> str:
+        return STAND_IN.format(pretty_name(cfg.dataset))
+
+    def noise_label(self, cfg: DictConfig) -> str:
+        return f"predicted maps; coherence map {cfg.sample.coherence_map}"
+
+    def image_shape(self, cfg: DictConfig) -> tuple[int, int, int]:
+        return (1, MAP_SPEC.height, MAP_SPEC.width)
+
+    def build_module(self, cfg: DictConfig) -> MapConditionalDiffusion:
+        t = cfg.train
+        return MapConditionalDiffusion(
+            backbone=cfg.backbone.preset, image_shape=self.image_shape(cfg),
+            map_channels=len(VOCABULARIES[cfg.dataset]) + 1, method=OmegaConf.to_container(cfg.method),
+            base_weights=str(base_weights(cfg)), schedule=OmegaConf.to_container(t.schedule), lr=t.lr,
+            betas=tuple(t.betas), weight_decay=t.weight_decay, warmup_steps=t.warmup_steps, total_steps=t.total_steps,
+            lr_rate=t.lr_rate, ema_decay=t.ema_decay, ema_warmup=t.ema_warmup, seed=t.seed)
+
+    def datamodule(self, cfg: DictConfig, device: torch.device | str = "cpu"):
+        return build_map_datamodule(cfg.dataset, scale=cfg.scale, batch_size=cfg.data.batch_size,
+                                    splits=source_splits(cfg.dataset), num_workers=cfg.data.num_workers)
+
+    def eval_requests(self, cfg: DictConfig, num_samples: int | None = None) -> list[int]:
+        return list(range(cfg.sample.num_samples if num_samples is None else num_samples))
+
+    def condition_fn(self, cfg: DictConfig):
+        return functools.partial(map_condition, cfg=cfg, channels=len(VOCABULARIES[cfg.dataset]) + 1)
+
+    def pair_fn(self, cfg: DictConfig):
+        guidance = cfg.method.guidance
+        return None if guidance == "none" else functools.partial(guidance_pair, guidance=guidance)
+
+    def sample_extras(self, requests: list[int]) -> dict[str, np.ndarray]:
+        return {"requests": np.asarray(requests, dtype=np.int64)}
+
+    def save_grid(self, path: Path, images: np.ndarray, requests: list[int], cfg: DictConfig) -> None:
+        """Each column a requested map (its canvas's class as grey levels, background black) above its samples."""
+        maps = requested_maps(cfg, requests)
+        k = len(VOCABULARIES[cfg.dataset])
+        shown = np.where(maps == k, 0, 80 + 17 * maps).astype(np.uint8)[..., None]
+        n = min(8, len(images))
+        stacked = np.concatenate([shown[:n], images[:n]])
+        save_grid(path, stacked, np.concatenate([np.arange(n), np.arange(n)]), n, rows=2)
+
+    def evaluate(self, cfg: DictConfig, samples_path: Path, *, device: torch.device | str = "cpu",
+                 progress: bool = True) -> dict:
+        """FID / P / R / D / C on the Inception and on the mIoU segmenter's features against the test canvases whose
+        maps were asked for; mIoU of that segmenter's prediction on the samples against the requested maps."""
+        splits = source_splits(cfg.dataset)
+        samples = load_samples(samples_path)
+        requests = samples["requests"].tolist()
+        test = test_canvases(splits["test"], cfg.dataset, MAP_SPEC)
+        n = min(cfg.evaluate.reference_size, len(test))
+        real = np.stack([test[i]["image"] for i in range(n)])
+        reference = ReferenceSet(f"map-canvases-{cfg.dataset}-{MAP_SPEC.height}x{MAP_SPEC.width}", "test",
+                                 MAP_SPEC.width, n, lambda: np.ascontiguousarray(real.transpose(0, 2, 3, 1)))
+        segmenter = load_segmenter("eval", cfg.dataset, cfg.scale, map_canvases(splits["train"], cfg.dataset,
+                                                                                  cfg.scale))
+        bf16 = cfg.evaluate.precision == "bf16-mixed"
+        extractors = [DomainExtractor(segmenter, f"{cfg.dataset}-map-segmenter-{cfg.scale}", preprocess=lambda x: x,
+                                      tag="domain", device=device) if name == DOMAIN_EXTRACTOR else
+                      build_extractor(name, device=device, **({"autocast_bf16": bf16} if name != "inception-v3-compat"
+                                                              else {}))
+                      for name in cfg.evaluate.extractors]
+        metrics = evaluate_samples(samples, reference=reference, extractors=extractors,
+                                   prdc_protocol=cfg.evaluate.prdc_protocol, nearest_k=cfg.evaluate.nearest_k,
+                                   batch_size=cfg.evaluate.batch_size, progress=progress)
+        images = torch.from_numpy(samples["images"]).permute(0, 3, 1, 2)
+        channels = len(VOCABULARIES[cfg.dataset]) + 1
+        metrics["miou"] = 100 * mean_iou(segment(segmenter, images), requested_maps(cfg, requests), num_classes=channels)
+        real_pred = segment(segmenter, torch.from_numpy(real))
+        metrics["miou_real"] = 100 * mean_iou(real_pred, requested_maps(cfg, list(range(n))), num_classes=channels)
+        metrics["meta"]["miou_segmenter"] = f"{cfg.dataset}-map-segmenter-{cfg.scale} (cad.data.segmenters, role eval)"
+        return metrics
+
+    def write_table(self, name: str, results: list, notes: dict, directory: Path, output: str | None = None) -> str:
+        """Figure 6(b): every run in the paper's ADE20K block, labelled as the stand-in it is."""
+        spec = get_table_spec(name)
+        block = spec.blocks[0]
+        cells = {block.key: {r.method: {k: v for k, v in r.metrics.items() if k != "meta"} for r in results}}
+        label = self.dataset_label(results[0].cfg)
+        outputs = render_table(spec, cells, context={"block_labels": {block.key: label}, "blocks": [block.key],
+                                                     "notes": notes})
+        write_table_files(outputs, directory, output or name)
+        return outputs["md"]
+
+
+register_task("map", MapTask)
