@@ -43,3 +43,19 @@ def test_a_noise_protocol_override_writes_its_own_files(tmp_path):
              for r in paper_protocol]
     assert report.output_name(table5d, paper_protocol) == "table5d"
     assert report.output_name(table5d, other) == "table5d-authors_entropy"
+
+
+def test_any_override_that_changes_the_run_writes_its_own_files_and_precision_does_not(tmp_path):
+    from cad.experiment.config import load_experiment
+
+    def name(experiment, overrides, sweep_value=None):
+        cfg = resolve("smoke", "fashion_mnist", "cad", overrides, accelerator="cpu")
+        result = report.RunResult(dataset="fashion_mnist", method="cad", sweep_value=sweep_value, cfg=cfg, dirs=None,
+                                  metrics={})
+        return report.output_name(load_experiment(experiment), [result])
+
+    assert name("table5d", ["data.augment.hflip=true"]) == "table5d-hflip-True"
+    assert name("table5d", ["train.schedule.shift=2.0", "sample.steps=4"]) == "table5d-shift-2.0-steps-4"
+    assert name("table5d", ["train.precision=32-true", "sample.precision=bf16-mixed"]) == "table5d"
+    # a sweep's own value and the experiment's own overrides are the experiment itself
+    assert name("fig5b", ["sample.guidance_scale=3.0"], sweep_value=3.0) == "fig5b"

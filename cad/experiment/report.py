@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -208,7 +209,38 @@ def output_name(experiment: Experiment, results: list[RunResult]) -> str:
             variants.append("mix")
         if experiment.variants is None and GuidanceLoss(**cfg.train.guidance_loss).enabled:
             variants.append("aligned")
+        variants.extend(_unnamed_differences(experiment, r))
     return "-".join([experiment.name, *dict.fromkeys(variants)])
+
+
+NAMED = ("data.noise.protocol", "backbone.preset", "backbone.mix_labels_and_confidence", "train.guidance_loss.")
+NOT_NAMED = ("train.precision", "sample.precision", "evaluate.precision", "data.num_workers")  # how, not what
+
+
+def _leaves(node: DictConfig, prefix: str = "") -> dict:
+    out = {}
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        out.update(_leaves(value, path + ".") if isinstance(value, DictConfig) else {path: value})
+    return out
+
+
+def _unnamed_differences(experiment: Experiment, r: RunResult) -> list[str]:
+    """``<key>-<value>`` for every value of the run that the experiment at its scale would not have (a user's override
+    such as ``data.augment.hflip=true`` -> ``hflip-True``) and that ``output_name`` has no name for, so that no
+    override writes over the files of the experiment as the paper runs it; precision and workers do not count."""
+    from cad.experiment.config import resolve
+
+    cfg = r.cfg
+    overrides = experiment.overrides_at(cfg.scale) + list((experiment.variants or {}).get(r.variant, []))
+    if experiment.sweep_key is not None and r.sweep_value is not None:
+        overrides.append(f"{experiment.sweep_key}={r.sweep_value}")
+    plain = resolve(cfg.scale, cfg.dataset, cfg.method.name, overrides, task=cfg.task, accelerator="cpu")
+    sections = ("data", "backbone", "train", "sample", "evaluate")
+    ours = {k: v for s in sections for k, v in _leaves(cfg[s], f"{s}.").items()}
+    theirs = {k: v for s in sections for k, v in _leaves(plain[s], f"{s}.").items()}
+    return [f"{key.split('.')[-1]}-{re.sub(r'[^A-Za-z0-9_.]+', '', str(value))}" for key, value in ours.items()
+            if theirs.get(key) != value and not key.startswith(NAMED) and key not in NOT_NAMED]
 
 
 def best_of_sweep(results: list[RunResult], metric: str, sweep_key: str) -> list[RunResult]:
