@@ -41,7 +41,7 @@ main() {
       "$PY" -m pytest -q -p no:cacheprovider tests "$@"
       # Every experiment config runs at the smoke scale (fig5a/fig5b reuse table5d's trained CAD models, fig3c/fig2b
       # fig3a's, fig6a fig6b's).
-      for experiment in table5d fig5a fig5b curve5d guidance_loss fig3a fig3c fig2b fig6b fig6a; do
+      for experiment in table5d fig5a fig5b curve5d guidance_loss conditioning fig3a fig3c fig2b fig6b fig6a; do
         echo "[test] smoke reproduction of $experiment"
         "$PY" -m cad.experiment "$experiment" --scale smoke --no-progress
       done

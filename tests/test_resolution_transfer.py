@@ -62,3 +62,25 @@ def test_a_run_can_start_from_another_runs_weights(tmp_path):
     assert resolve("smoke", "mnist", "cad", [f"train.init_from={tmp_path / 'model_ema.pt'}"]).train.init_from
     with pytest.raises(ConfigError, match="train.init_from='/nowhere.pt': no such file"):
         resolve("smoke", "mnist", "cad", ["train.init_from=/nowhere.pt"])
+
+
+def test_a_dataset_at_another_resolution_trains_and_is_checked():
+    """data.resolution=56: the task's image shape, the network's size, the batch resized before noising."""
+    from omegaconf import OmegaConf
+
+    from cad.experiment.config import ConfigError, resolve
+    from cad.tasks.registry import get_task
+
+    cfg = resolve("smoke", "fashion_mnist", "cad", ["data.resolution=56"], accelerator="cpu")
+    task = get_task("class")
+    assert task.image_shape(cfg) == (1, 56, 56)
+    module = task.build_module(cfg)
+    batch = {"image": torch.rand(3, 1, 28, 28) * 2 - 1, "label": torch.tensor([0, 1, 2]),
+             "coherence": torch.ones(3)}
+    prepared = module.prepare(batch, torch.Generator().manual_seed(0))
+    assert prepared["image"].shape == (3, 1, 56, 56)
+    loss, per_sample = module.model_step(batch, torch.Generator().manual_seed(0))
+    assert per_sample.shape == (3,) and torch.isfinite(loss)
+    assert OmegaConf.select(resolve("smoke", "fashion_mnist", "cad", accelerator="cpu"), "data.resolution") is None
+    with pytest.raises(ConfigError, match="data.resolution"):
+        resolve("smoke", "fashion_mnist", "cad", ["data.resolution=4"], accelerator="cpu")

@@ -52,3 +52,12 @@ def augment_batch(images: Tensor, generator: torch.Generator | None, *, hflip: b
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
         metadata[:, 1:] = torch.stack([top, left, top + side, left + side], dim=1)
     return images, metadata
+
+
+def resize(images: Tensor, size: int) -> Tensor:
+    """NCHW images (float, or uint8 rounded back to uint8) resized to ``size`` x ``size``, bilinear with antialiasing
+    (``data.resolution``: a dataset at another resolution, the multi-level conditioning paper's 28 -> 56 transfer)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8) if images.dtype == torch.uint8 else out.to(images.dtype)

@@ -193,7 +193,8 @@ IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix
                    "train.guidance_loss": {"w": 0.0, "w_max": None, "stop_gradient": False, "plain_share": 0.0},
                    "train.schedule.shift": 1.0, "sample.schedule.shift": 1.0, "train.init_from": None,
                    "data.augment": {"hflip": False, "crop_min": None}, "backbone.coherence_as_metadata": False,
-                   "data.caption_noise": 0.5, "backbone.text_encoder": "minilm", "sample.coherence_map": "uniform"}
+                   "data.caption_noise": 0.5, "backbone.text_encoder": "minilm", "sample.coherence_map": "uniform",
+                   "data.resolution": None}
 
 
 def _parent(container: dict, path: str) -> tuple[dict, str]:

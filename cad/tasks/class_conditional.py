@@ -11,7 +11,7 @@ from torch import nn
 
 from cad.backbones import build_backbone
 from cad.conditioning import Condition
-from cad.data.augment import METADATA_DIM, augment_batch, augments
+from cad.data.augment import METADATA_DIM, augment_batch, augments, resize
 from cad.guidance import aligned_loss_pair
 from cad.tasks.base import DiffusionModule, NonFiniteLossError
 from cad.tasks.methods import Method
@@ -22,11 +22,12 @@ __all__ = ["ClassConditionalDiffusion", "NonFiniteLossError"]
 class ClassConditionalDiffusion(DiffusionModule):
     def __init__(self, *, backbone: str, image_shape: tuple[int, int, int], num_classes: int, method: dict,
                  mix_labels_and_confidence: bool = False, augment: dict | None = None,
-                 coherence_as_metadata: bool = False, **train):
+                 coherence_as_metadata: bool = False, resolution: int | None = None, **train):
         """``train``: the shared step's settings (see ``DiffusionModule``), from the config's ``train`` section;
         ``mix_labels_and_confidence``: one MLP-merged label-coherence embedding (cad.conditioning.embedders);
         ``augment`` ({hflip, crop_min}): augmented training images, their flags as control metadata
-        (cad.data.augment); ``coherence_as_metadata``: the coherence on the metadata path instead of its token."""
+        (cad.data.augment); ``coherence_as_metadata``: the coherence on the metadata path instead of its token;
+        ``resolution``: training images resized to it (``image_shape`` is then the resized shape)."""
         super().__init__(**train, loss=Method(**method).loss)
 
     def build_model(self) -> nn.Module:
@@ -44,6 +45,9 @@ class ClassConditionalDiffusion(DiffusionModule):
         return augments(self.hparams.augment)
 
     def prepare(self, batch: dict, generator: torch.Generator) -> dict:
+        resolution = self.hparams.resolution
+        if resolution is not None:
+            batch = {**batch, "image": resize(batch["image"], resolution)}
         if not self.uses_metadata:
             return batch
         images, metadata = augment_batch(batch["image"], generator, **self.hparams.augment)

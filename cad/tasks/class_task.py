@@ -20,7 +20,7 @@ from cad.conditioning import Condition
 from cad.data import build_datamodule
 from cad.data.classifiers import classifier_test_accuracy, load_classifier
 from cad.data.noise import NoiseConfig
-from cad.data.augment import augments, neutral_metadata
+from cad.data.augment import augments, neutral_metadata, resize
 from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.data.registry import get_spec as get_dataset_spec, paper_dataset, pretty_name
 from cad.experiment.config import ConfigError
@@ -84,6 +84,10 @@ class ClassTask(Task):
         if cfg.backbone.coherence_as_metadata and not method.use_coherence:
             raise ConfigError(f"backbone.coherence_as_metadata=true moves the coherence score to the metadata path, "
                               f"but method '{method.name}' has none; valid: a method with coherence (--methods cad)")
+        size = cfg.data.resolution
+        if size is not None and (not isinstance(size, int) or size < 8):
+            raise ConfigError(f"data.resolution={size!r} is not valid; valid: null (the dataset's own) or an integer "
+                              f">= 8 (the images resized to it, e.g. 56 for the 28 -> 56 transfer)")
         crop_min = cfg.data.augment.crop_min
         if crop_min is not None and not 0 < crop_min <= 1:
             raise ConfigError(f"data.augment.crop_min={crop_min} is not valid; valid: null or a value in (0, 1]")
@@ -97,7 +101,9 @@ class ClassTask(Task):
                 raise ConfigError(f"evaluate.extractors: {name!r} is not valid; valid: {', '.join(valid)}")
 
     def image_shape(self, cfg: DictConfig) -> tuple[int, int, int]:
-        return tuple(get_dataset_spec(cfg.dataset).image_shape)
+        channels, height, width = get_dataset_spec(cfg.dataset).image_shape
+        size = cfg.data.resolution
+        return (channels, height, width) if size is None else (channels, size, size)
 
     def build_module(self, cfg: DictConfig) -> ClassConditionalDiffusion:
         t = cfg.train
@@ -106,6 +112,7 @@ class ClassTask(Task):
             num_classes=get_dataset_spec(cfg.dataset).num_classes, method=OmegaConf.to_container(cfg.method),
             mix_labels_and_confidence=cfg.backbone.mix_labels_and_confidence,
             augment=OmegaConf.to_container(cfg.data.augment), coherence_as_metadata=cfg.backbone.coherence_as_metadata,
+            resolution=cfg.data.resolution,
             schedule=OmegaConf.to_container(t.schedule), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
             warmup_steps=t.warmup_steps, total_steps=t.total_steps, lr_rate=t.lr_rate, ema_decay=t.ema_decay,
             ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed,
@@ -145,11 +152,18 @@ class ClassTask(Task):
         classifier (never the network that made the label noise) against the requested labels."""
         test = build_datamodule(cfg.dataset, batch_size=1).splits["test"]
         n = min(cfg.evaluate.reference_size, len(test))
-        reference = ReferenceSet(cfg.dataset, "test", test.images.shape[-1], n,
-                                 lambda: np.ascontiguousarray(test.images[:n].transpose(0, 2, 3, 1)))
-        classifier = DomainExtractor(load_classifier(cfg.dataset, "eval", scale=cfg.scale, device=device),
-                                     f"{cfg.dataset}-eval-classifier-{cfg.scale}", preprocess=classifier_preprocess,
-                                     with_logits=True, tag="domain", device=device)
+        native, size = test.images.shape[-1], self.image_shape(cfg)[-1]  # size: data.resolution, where set
+
+        def real_images() -> np.ndarray:  # at the resolution the model generates
+            return np.ascontiguousarray(resize(torch.from_numpy(test.images[:n]), size).numpy().transpose(0, 2, 3, 1))
+
+        reference = ReferenceSet(cfg.dataset, "test", size, n, real_images)
+        # The classifier reads images at its own (the dataset's) resolution.
+        preprocess = classifier_preprocess if size == native else \
+            (lambda x: classifier_preprocess(resize(x, native)))
+        name = f"{cfg.dataset}-eval-classifier-{cfg.scale}" + (f"-from{size}px" if size != native else "")
+        classifier = DomainExtractor(load_classifier(cfg.dataset, "eval", scale=cfg.scale, device=device), name,
+                                     preprocess=preprocess, with_logits=True, tag="domain", device=device)
         bf16 = cfg.evaluate.precision == "bf16-mixed"
         extractors = [classifier if name == DOMAIN_EXTRACTOR else build_extractor(name, **_options(name, bf16, device))
                       for name in cfg.evaluate.extractors]
