@@ -1,5 +1,5 @@
-"""The text task (issue 11) on the shared pipeline: its config, its guidance pairs (the random-character negative only
-at coherence 0, the empty prompt of CFG), condition dropout, the Filtered bins, and a sweep rendered as its best rows."""
+"""The text task (issue 11) on the shared pipeline: its config, its guidance pairs (the random-character negative
+only at coherence 0, the empty prompt of CFG), condition dropout, the Filtered bins, a sweep shown as its best rows."""
 import numpy as np
 import pytest
 import torch

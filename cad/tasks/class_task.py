@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.evaluate import ReferenceSet, evaluate_samples
-from benchmarks.features import EXTRACTORS as FEATURE_EXTRACTORS, DomainExtractor, build_extractor
+from benchmarks.features import DomainExtractor, build_extractor
 from benchmarks.samples import load_samples
 from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as write_table_files
 from cad.conditioning import Condition
@@ -27,6 +27,7 @@ from cad.experiment.config import ConfigError
 from cad.guidance import guidance_pair
 from cad.tasks.class_conditional import ClassConditionalDiffusion
 from cad.tasks.grids import save_grid
+from cad.tasks.checks import check_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
 
@@ -95,10 +96,7 @@ class ClassTask(Task):
             raise ConfigError(f"train.guidance_loss trains the guided combination, but method '{method.name}' has no "
                               f"guided branch (guidance: none); valid: a method with guidance (cfg, cad), or "
                               f"train.guidance_loss.w=0 with w_max=null")
-        valid = sorted(FEATURE_EXTRACTORS) + [DOMAIN_EXTRACTOR]
-        for name in cfg.evaluate.extractors:
-            if name not in valid:
-                raise ConfigError(f"evaluate.extractors: {name!r} is not valid; valid: {', '.join(valid)}")
+        check_extractors(cfg, DOMAIN_EXTRACTOR)
 
     def image_shape(self, cfg: DictConfig) -> tuple[int, int, int]:
         channels, height, width = get_dataset_spec(cfg.dataset).image_shape

@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.evaluate import ReferenceSet, evaluate_samples
-from benchmarks.features import EXTRACTORS as FEATURE_EXTRACTORS, DomainExtractor, build_extractor
+from benchmarks.features import DomainExtractor, build_extractor
 from benchmarks.metrics import mean_iou
 from benchmarks.samples import load_samples
 from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as write_table_files
@@ -35,6 +35,7 @@ from cad.guidance import guidance_pair
 from cad.paths import cache_dir
 from cad.tasks.grids import save_grid
 from cad.tasks.map_conditional import MapConditionalDiffusion, build_base
+from cad.tasks.checks import check_canvas_run, check_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
 from cad.training.pretrain import pretrain_unconditional
@@ -116,11 +117,7 @@ class MapTask(Task):
     paper_samples = "2000 (the ADE20K validation set)"
 
     def validate(self, cfg: DictConfig) -> None:
-        if cfg.scale == "paper":
-            raise ConfigError("the semantic-map task's paper scale (diffusers ControlNet over Stable Diffusion, ADE20K) "
-                              "is not built yet; valid: --scale cpu or --scale smoke (two-object canvases)")
-        if cfg.dataset not in VOCABULARIES:
-            raise ConfigError(f"the map task builds canvases from {cfg.dataset!r}; valid: {', '.join(VOCABULARIES)}")
+        check_canvas_run(cfg, "semantic-map", "diffusers ControlNet over Stable Diffusion, ADE20K")
         try:
             method = Method(**cfg.method)
         except (TypeError, ValueError) as err:
@@ -135,10 +132,7 @@ class MapTask(Task):
         if not cfg.backbone.preset.startswith("unet"):
             raise ConfigError(f"backbone.preset={cfg.backbone.preset}: the ControlNet copies a U-Net's encoder; "
                               f"valid: unet_cpu, unet_smoke")
-        valid = sorted(FEATURE_EXTRACTORS) + [DOMAIN_EXTRACTOR]
-        for name in cfg.evaluate.extractors:
-            if name not in valid:
-                raise ConfigError(f"evaluate.extractors: {name!r} is not valid; valid: {', '.join(valid)}")
+        check_extractors(cfg, DOMAIN_EXTRACTOR)
 
     def dataset_label(self, cfg: DictConfig) -> str:
         return STAND_IN.format(pretty_name(cfg.dataset))
@@ -209,7 +203,8 @@ class MapTask(Task):
                                    batch_size=cfg.evaluate.batch_size, progress=progress)
         images = torch.from_numpy(samples["images"]).permute(0, 3, 1, 2)
         channels = len(VOCABULARIES[cfg.dataset]) + 1
-        metrics["miou"] = 100 * mean_iou(segment(segmenter, images), requested_maps(cfg, requests), num_classes=channels)
+        metrics["miou"] = 100 * mean_iou(segment(segmenter, images), requested_maps(cfg, requests),
+                                         num_classes=channels)
         real_pred = segment(segmenter, torch.from_numpy(real))
         metrics["miou_real"] = 100 * mean_iou(real_pred, requested_maps(cfg, list(range(n))), num_classes=channels)
         metrics["meta"]["miou_segmenter"] = f"{cfg.dataset}-map-segmenter-{cfg.scale} (cad.data.segmenters, role eval)"

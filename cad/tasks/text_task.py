@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from benchmarks.evaluate import ReferenceSet, evaluate_samples
-from benchmarks.features import EXTRACTORS as FEATURE_EXTRACTORS, DomainExtractor, build_extractor
+from benchmarks.features import DomainExtractor, build_extractor
 from benchmarks.samples import load_samples
 from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as write_table_files
 from cad.backbones import PRESETS
@@ -30,13 +30,14 @@ from cad.conditioning import Condition
 from cad.conditioning.text_coherence import NUM_BINS, random_character_prompt
 from cad.conditioning.text_encoders import load_text_encoder
 from cad.data.augment import augments
-from cad.data.canvases import CanvasSpec, VOCABULARIES
+from cad.data.canvases import CanvasSpec
 from cad.data.contrastive import CaptionBank, clip_score
 from cad.data.registry import dataset_splits as source_splits, pretty_name
 from cad.data.text_datamodule import build_text_datamodule, load_contrastive, test_canvases, training_canvases
 from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.experiment.config import ConfigError
 from cad.guidance import cacfg_prompt_pair, null_prompt_pair
+from cad.tasks.checks import check_canvas_run, check_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
 from cad.tasks.text_conditional import TextConditionalDiffusion
@@ -102,12 +103,7 @@ class TextTask(Task):
     paper_samples = "10k (COCO-10K)"
 
     def validate(self, cfg: DictConfig) -> None:
-        if cfg.scale == "paper":
-            raise ConfigError("the text task's paper scale (FLAN-T5-XL, SD-VAE latents, CC12M shards, COCO-10K) is not "
-                              "built yet; valid: --scale cpu or --scale smoke (captioned canvases)")
-        if cfg.dataset not in VOCABULARIES:
-            raise ConfigError(f"the text task builds captioned canvases from {cfg.dataset!r}, which has no caption "
-                              f"words; valid: {', '.join(VOCABULARIES)}")
+        check_canvas_run(cfg, "text", "FLAN-T5-XL, SD-VAE latents, CC12M shards, COCO-10K")
         try:
             method = Method(**cfg.method)
             aligned = GuidanceLoss(**cfg.train.guidance_loss).enabled
@@ -126,10 +122,7 @@ class TextTask(Task):
             raise ConfigError("the text task has no label to mix and no control metadata; valid: "
                               "backbone.mix_labels_and_confidence=false, backbone.coherence_as_metadata=false, "
                               "data.augment at its defaults")
-        valid = sorted(FEATURE_EXTRACTORS) + [DOMAIN_EXTRACTOR]
-        for name in cfg.evaluate.extractors:
-            if name not in valid:
-                raise ConfigError(f"evaluate.extractors: {name!r} is not valid; valid: {', '.join(valid)}")
+        check_extractors(cfg, DOMAIN_EXTRACTOR)
 
     def method_label(self, method: str) -> str:
         """Figure 3's names: Baseline, Weighted, Filtered (each trained with dropout and guided with CFG), CAD."""

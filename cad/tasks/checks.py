@@ -1,0 +1,29 @@
+"""Config checks that several tasks share (each a ConfigError naming the valid choices)."""
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from cad.experiment.config import ConfigError
+
+
+def check_canvas_run(cfg: DictConfig, task: str, paper_scale: str) -> None:
+    """A task built on captioned canvases runs at the cpu and smoke scales, on a source dataset with caption words;
+    ``paper_scale`` names what its paper scale would need (not built)."""
+    from cad.data.canvases import VOCABULARIES
+
+    if cfg.scale == "paper":
+        raise ConfigError(f"the {task} task's paper scale ({paper_scale}) is not built yet; valid: --scale cpu or "
+                          f"--scale smoke (canvases)")
+    if cfg.dataset not in VOCABULARIES:
+        raise ConfigError(f"the {task} task builds canvases from {cfg.dataset!r}, which has no caption words; valid: "
+                          f"{', '.join(VOCABULARIES)}")
+
+
+def check_extractors(cfg: DictConfig, domain: str) -> None:
+    """``evaluate.extractors``: the registered feature extractors, or the task's own ``domain`` one."""
+    from benchmarks.features import EXTRACTORS
+
+    valid = sorted(EXTRACTORS) + [domain]
+    for name in cfg.evaluate.extractors:
+        if name not in valid:
+            raise ConfigError(f"evaluate.extractors: {name!r} is not valid; valid: {', '.join(valid)}")
