@@ -62,6 +62,34 @@ def guided(model: nn.Module, cond_pos: Condition, cond_neg: Condition, scale: fl
     return denoise
 
 
+def multi_guided(model: nn.Module, cond_pos: Condition, negatives: list[tuple[Condition, float]]) -> DenoiseFn:
+    """eps_pos + sum_k w_k (eps_pos - eps_k) over the (condition, w_k) ``negatives``: several guidance terms at once
+    (the multi-level conditioning paper's own scale for control metadata, beside the label's), every branch in one
+    batched forward, each with its own self-conditioning state (the state is the tuple of them)."""
+    conds = [cond_pos] + [c for c, _ in negatives]
+    weights = [w for _, w in negatives]
+    n = len(conds)
+
+    def denoise(x_t: Tensor, gamma: Tensor, state: Any) -> tuple[Tensor, Any]:
+        states = [None] * n if state is None else list(state)
+        if any(s is None for s in states) and not all(s is None for s in states):
+            raise ValueError("guidance state has latents for some branches only; all must self-condition alike")
+        self_cond = None if states[0] is None else torch.cat(states)
+        eps, latents = model(torch.cat([x_t] * n), torch.cat([gamma] * n), Condition.cat(conds), self_cond=self_cond)
+        parts = eps.chunk(n)
+        out = parts[0] + sum(w * (parts[0] - p) for w, p in zip(weights, parts[1:]))
+        return out, (None if latents is None else tuple(latents.chunk(n)))
+
+    return denoise
+
+
+def metadata_null(cond: Condition) -> Condition:
+    """``cond`` with every sample's control metadata replaced by its learned null (the metadata guidance's negative)."""
+    if cond.metadata is None:
+        raise ValueError("metadata guidance needs a condition with control metadata (a model trained with data.augment)")
+    return cond.replace(metadata_null=torch.ones(cond.batch_size, dtype=torch.bool, device=cond.metadata.device))
+
+
 def cfg_pair(cond: Condition) -> tuple[Condition, Condition]:
     """Eq. 3's branches: ``cond`` and its null counterpart (coherence unchanged). Condition.cat needs the same fields
     in both halves, so an unset ``label_null`` becomes "no sample is null"."""

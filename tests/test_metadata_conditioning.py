@@ -61,3 +61,46 @@ def test_settings_are_checked():
     model = build_backbone("unet_smoke", metadata_dim=5)
     with pytest.raises(ValueError, match="Condition.metadata is None, but the backbone was built with metadata_dim=5"):
         model(torch.randn(1, 1, 28, 28), torch.ones(1), _cond(1).replace(metadata=None))
+
+
+class _Linear(torch.nn.Module):
+    """eps = x * (1 + label) + metadata_sum, metadata nulled to 0: linear, so every guidance term is checkable."""
+
+    def forward(self, x, gamma, cond, self_cond=None):
+        label = torch.where(cond.label_null, torch.zeros_like(cond.label), cond.label).float()
+        meta = torch.where(cond.metadata_null, torch.zeros(()), cond.metadata.sum(1))
+        return x * (1 + label)[:, None, None, None] + meta[:, None, None, None], None
+
+
+def test_metadata_guidance_adds_its_own_term_beside_the_labels():
+    from cad.tasks.generate import make_denoiser
+    from cad.guidance import cfg_pair
+
+    x = torch.ones(2, 1, 2, 2)
+    cond = Condition(label=torch.tensor([1, 2]), label_null=torch.zeros(2, dtype=torch.bool),
+                     metadata=torch.tensor([[1.0, 2.0], [0.5, 0.5]]), metadata_null=torch.zeros(2, dtype=torch.bool))
+    model, gamma = _Linear(), torch.full((2,), 0.5)
+    full = model(x, gamma, cond)[0]
+    no_label = x + cond.metadata.sum(1)[:, None, None, None]
+    no_meta = x * (1 + cond.label.float())[:, None, None, None]
+    eps, state = make_denoiser(model, cond, 2.0, cfg_pair, metadata_scale=3.0)(x, gamma, None)
+    torch.testing.assert_close(eps, full + 2.0 * (full - no_label) + 3.0 * (full - no_meta))
+    assert state is None  # no self-conditioning latents from this model
+    eps, _ = make_denoiser(model, cond, 0.0, None, metadata_scale=3.0)(x, gamma, None)
+    torch.testing.assert_close(eps, full + 3.0 * (full - no_meta))  # the metadata term alone
+
+
+def test_metadata_dropout_trains_the_null_and_needs_metadata():
+    from cad.experiment.config import ConfigError, resolve
+    from cad.tasks.registry import get_task
+
+    cfg = resolve("smoke", "fashion_mnist", "cad", ["data.augment.hflip=true", "train.metadata_dropout=0.3"],
+                  accelerator="cpu")
+    module = get_task("class").build_module(cfg)
+    batch = {"image": torch.zeros(2000, 1, 28, 28), "label": torch.zeros(2000, dtype=torch.long),
+             "coherence": torch.ones(2000), "metadata": torch.zeros(2000, 5)}
+    dropped = module.condition(batch, torch.Generator().manual_seed(0)).metadata_null
+    assert abs(dropped.float().mean().item() - 0.3) < 0.03
+    for overrides in (["train.metadata_dropout=0.3"], ["sample.metadata_guidance_scale=2"]):
+        with pytest.raises(ConfigError, match="control metadata"):
+            resolve("smoke", "fashion_mnist", "cad", overrides, accelerator="cpu")

@@ -167,7 +167,8 @@ def _generate(module: DiffusionModule, cfg: DictConfig, requests: list, seeds: l
                 condition=task.condition_fn(cfg), pair=task.pair_fn(cfg), image_shape=task.image_shape(cfg),
                 sampler=s.sampler, steps=s.steps, schedule=OmegaConf.to_container(s.schedule),
                 guidance_scale=s.guidance_scale, eta=s.eta, clip_x0=s.clip_x0, batch_size=s.batch_size,
-                progress=progress, device=module.device, precision=s.precision)
+                progress=progress, device=module.device, precision=s.precision,
+                metadata_scale=s.metadata_guidance_scale)
 
 
 def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator: str = "cpu") -> None:

@@ -49,6 +49,14 @@ def validate(cfg: DictConfig) -> None:
     workers = cfg.data.num_workers
     if workers != "auto" and (not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"data.num_workers={workers!r} is not valid; valid: auto or an integer >= 0")
+    from cad.data.augment import augments
+
+    if not 0.0 <= cfg.train.metadata_dropout < 1.0:
+        raise ConfigError(f"train.metadata_dropout={cfg.train.metadata_dropout} is not valid; valid: a value in [0, 1)")
+    if (cfg.sample.metadata_guidance_scale != 0 or cfg.train.metadata_dropout != 0) and not augments(cfg.data.augment):
+        raise ConfigError("sample.metadata_guidance_scale and train.metadata_dropout act on control metadata, which "
+                          "this run has none of; valid: 0, or a class run with data.augment.hflip=true or "
+                          "data.augment.crop_min set")
     get_task(cfg.task).validate(cfg)
 
 

@@ -22,12 +22,14 @@ __all__ = ["ClassConditionalDiffusion", "NonFiniteLossError"]
 class ClassConditionalDiffusion(DiffusionModule):
     def __init__(self, *, backbone: str, image_shape: tuple[int, int, int], num_classes: int, method: dict,
                  mix_labels_and_confidence: bool = False, augment: dict | None = None,
-                 coherence_as_metadata: bool = False, resolution: int | None = None, **train):
+                 coherence_as_metadata: bool = False, resolution: int | None = None, metadata_dropout: float = 0.0,
+                 **train):
         """``train``: the shared step's settings (see ``DiffusionModule``), from the config's ``train`` section;
         ``mix_labels_and_confidence``: one MLP-merged label-coherence embedding (cad.conditioning.embedders);
         ``augment`` ({hflip, crop_min}): augmented training images, their flags as control metadata
         (cad.data.augment); ``coherence_as_metadata``: the coherence on the metadata path instead of its token;
-        ``resolution``: training images resized to it (``image_shape`` is then the resized shape)."""
+        ``resolution``: training images resized to it (``image_shape`` is then the resized shape);
+        ``metadata_dropout``: the share of samples trained with the null metadata (for metadata guidance)."""
         super().__init__(**train, loss=Method(**method).loss)
 
     def build_model(self) -> nn.Module:
@@ -59,7 +61,15 @@ class ClassConditionalDiffusion(DiffusionModule):
         coherence = batch["coherence"].float() if self.method.use_coherence else None
         metadata = batch.get("metadata")
         return Condition(label=label, label_null=drop, coherence=coherence, metadata=metadata,
-                         metadata_null=None if metadata is None else torch.zeros_like(label, dtype=torch.bool))
+                         metadata_null=None if metadata is None else self.metadata_drop(label, generator))
+
+    def metadata_drop(self, label: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Which samples' control metadata is the learned null (``train.metadata_dropout``), so that the null is
+        trained for metadata guidance; drawn only when the dropout is on, so runs without it keep their randomness."""
+        p = self.hparams.metadata_dropout
+        if p == 0:
+            return torch.zeros_like(label, dtype=torch.bool)
+        return torch.rand(label.shape, device=label.device, generator=generator) < p
 
     def training_pair(self, cond: Condition) -> tuple[Condition, Condition]:
         """The guidance-aligned loss's branches: the null label for plain CFG (eq. 3), coherence 0 for CAD (eq. 4)."""

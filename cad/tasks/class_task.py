@@ -110,7 +110,7 @@ class ClassTask(Task):
             num_classes=get_dataset_spec(cfg.dataset).num_classes, method=OmegaConf.to_container(cfg.method),
             mix_labels_and_confidence=cfg.backbone.mix_labels_and_confidence,
             augment=OmegaConf.to_container(cfg.data.augment), coherence_as_metadata=cfg.backbone.coherence_as_metadata,
-            resolution=cfg.data.resolution,
+            resolution=cfg.data.resolution, metadata_dropout=t.metadata_dropout,
             schedule=OmegaConf.to_container(t.schedule), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
             warmup_steps=t.warmup_steps, total_steps=t.total_steps, lr_rate=t.lr_rate, ema_decay=t.ema_decay,
             ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed,

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from cad import hardware
 from cad.conditioning import Condition
 from cad.diffusion.schedules import get_schedule
-from cad.guidance import conditional, guided
+from cad.guidance import conditional, guided, metadata_null, multi_guided
 from cad.sampling import get_sampler
 from cad.sampling.rng import SeededGenerator
 
@@ -26,11 +26,18 @@ PairFn = Callable[[Condition], tuple[Condition, Condition]]
 
 
 def make_denoiser(model: nn.Module, cond: Condition, scale: float, pair: PairFn | None = None,
-                  precision: str = "32-true"):
+                  precision: str = "32-true", metadata_scale: float = 0.0):
     """The denoise function: the conditional branch at scale 0, else ``guided`` over ``pair(cond)`` (eq. 3 or 4, as
-    the task built it). With ``bf16-mixed`` the network runs under bf16 autocast and its prediction comes back in
-    fp32, so the sampler's update stays in fp32."""
-    if scale == 0.0:
+    the task built it); with ``metadata_scale`` a further term against the null control metadata (``multi_guided``).
+    With ``bf16-mixed`` the network runs under bf16 autocast and its prediction comes back in fp32, so the sampler's
+    update stays in fp32."""
+    if metadata_scale != 0.0:
+        if scale != 0.0 and pair is None:
+            raise ValueError(f"guidance scale {scale} needs a (positive, negative) condition pair; this run has none")
+        pos, neg = pair(cond) if scale != 0.0 else (cond, None)
+        negatives = ([(neg, scale)] if neg is not None else []) + [(metadata_null(pos), metadata_scale)]
+        denoise = multi_guided(model, pos, negatives)
+    elif scale == 0.0:
         denoise = conditional(model, cond)
     elif pair is None:
         raise ValueError(f"guidance scale {scale} needs a (positive, negative) condition pair; this run has none")
@@ -51,7 +58,7 @@ def make_denoiser(model: nn.Module, cond: Condition, scale: float, pair: PairFn 
 def generate(model: nn.Module, requests: Sequence, seeds: Sequence[int], *, condition: ConditionFn,
              pair: PairFn | None, image_shape: tuple[int, int, int], sampler: str, steps: int, schedule: dict,
              guidance_scale: float, eta: float, clip_x0: bool, batch_size: int, progress: bool = True,
-             device: str | torch.device = "cpu", precision: str = "32-true") -> Tensor:
+             device: str | torch.device = "cpu", precision: str = "32-true", metadata_scale: float = 0.0) -> Tensor:
     """Images in [-1, 1], (N, C, H, W), one per (request, seed) pair; the network in ``precision`` on ``device``."""
     if len(requests) != len(seeds):
         raise ValueError(f"generate: {len(requests)} requests but {len(seeds)} seeds")
@@ -67,7 +74,7 @@ def generate(model: nn.Module, requests: Sequence, seeds: Sequence[int], *, cond
         cond = condition(list(requests[start:start + batch_size]), device)
         generator = SeededGenerator(batch_seeds, device=device)
         x_T = generator.randn(*image_shape)
-        denoise = make_denoiser(model, cond, guidance_scale, pair, precision)
+        denoise = make_denoiser(model, cond, guidance_scale, pair, precision, metadata_scale)
         x0 = sample_fn(denoise, x_T, steps, schedule=gamma_fn, generator=generator, clip_x0=clip_x0,
                        progress=progress and len(starts) == 1, **sampler_kwargs)
         out.append(x0.float().cpu())
