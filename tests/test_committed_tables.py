@@ -27,3 +27,19 @@ def test_committed_results_render_to_the_committed_files(name, outputs, tmp_path
     report.write(experiment, "cpu", results, tmp_path)
     for output in outputs:
         assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
+
+
+def test_the_committed_rin_rows_render_to_their_committed_table(tmp_path, monkeypatch):
+    """table5d-rin_cpu: Baseline and CAD on the RIN, trained in fp32 (issue 13), found among all of the table's runs."""
+    monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("rendering must not train"))
+    experiment = load_experiment("table5d")
+    _, shown = cli.experiment_datasets(experiment, "cpu", ["fashion_mnist"])
+    args = argparse.Namespace(accelerator="cpu", devices=1)
+    overrides = ["backbone.preset=rin_cpu", "train.precision=32-true", "evaluate.precision=bf16-mixed"]
+    configs = cli._configs(experiment, "cpu", shown, experiment.methods, overrides, args)
+    results = cli.finished_results(experiment, configs, results_dir())
+    assert sorted(r.method for r in results) == ["baseline", "cad"]
+    report.write(experiment, "cpu", results, tmp_path)
+    for suffix in ("md", "csv", "tex"):
+        output = f"tables/table5d-rin_cpu.{suffix}"
+        assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
