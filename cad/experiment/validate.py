@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from benchmarks.manifold import PRDC_PROTOCOLS
 from cad import hardware
 from cad.backbones import PRESETS
+from cad.data.augment import augments
 from cad.data.noise import PROTOCOLS, PROTOCOL_ALIASES
 from cad.diffusion.schedules import available_schedules
 from cad.experiment.config import ConfigError
@@ -49,8 +50,6 @@ def validate(cfg: DictConfig) -> None:
     workers = cfg.data.num_workers
     if workers != "auto" and (not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"data.num_workers={workers!r} is not valid; valid: auto or an integer >= 0")
-    from cad.data.augment import augments
-
     if not 0.0 <= cfg.train.metadata_dropout < 1.0:
         raise ConfigError(f"train.metadata_dropout={cfg.train.metadata_dropout} is not valid; valid: a value in [0, 1)")
     if (cfg.sample.metadata_guidance_scale != 0 or cfg.train.metadata_dropout != 0) and not augments(cfg.data.augment):

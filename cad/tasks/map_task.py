@@ -187,7 +187,8 @@ class MapTask(Task):
         requests = samples["requests"].tolist()
         test = test_canvases(splits["test"], cfg.dataset, MAP_SPEC)
         n = min(cfg.evaluate.reference_size, len(test))
-        real = np.stack([test[i]["image"] for i in range(n)])
+        items = [test[i] for i in range(n)]  # each canvas rendered once: its image and its class map
+        real = np.stack([it["image"] for it in items])
         reference = ReferenceSet(f"map-canvases-{cfg.dataset}-{MAP_SPEC.height}x{MAP_SPEC.width}", "test",
                                  MAP_SPEC.width, n, lambda: np.ascontiguousarray(real.transpose(0, 2, 3, 1)))
         segmenter = load_segmenter("eval", cfg.dataset, cfg.scale, map_canvases(splits["train"], cfg.dataset,
@@ -206,7 +207,8 @@ class MapTask(Task):
         metrics["miou"] = 100 * mean_iou(segment(segmenter, images), requested_maps(cfg, requests),
                                          num_classes=channels)
         real_pred = segment(segmenter, torch.from_numpy(real))
-        metrics["miou_real"] = 100 * mean_iou(real_pred, requested_maps(cfg, list(range(n))), num_classes=channels)
+        metrics["miou_real"] = 100 * mean_iou(real_pred, np.stack([it["class_map"] for it in items]),
+                                              num_classes=channels)
         metrics["meta"]["miou_segmenter"] = f"{cfg.dataset}-map-segmenter-{cfg.scale} (cad.data.segmenters, role eval)"
         return metrics
 

@@ -194,7 +194,8 @@ class TextTask(Task):
         splits, bank, spec = source_splits(cfg.dataset), caption_bank(cfg.backbone.text_encoder), canvas_spec(cfg)
         test = test_canvases(splits["test"], cfg.dataset, spec)
         n = min(cfg.evaluate.reference_size, len(test))
-        real = np.stack([test[i]["image"] for i in range(n)])
+        items = [test[i] for i in range(n)]  # each canvas rendered once: its image and its caption
+        real = np.stack([it["image"] for it in items])
         reference = ReferenceSet(f"canvases-{cfg.dataset}-{spec.height}x{spec.width}-seed{spec.seed + 1}", "test",
                                  spec.width, n, lambda: np.ascontiguousarray(real.transpose(0, 2, 3, 1)))
         scorer = load_contrastive("clipscore", cfg.dataset, cfg.scale,
@@ -213,7 +214,7 @@ class TextTask(Task):
         images = torch.from_numpy(samples["images"]).permute(0, 3, 1, 2)
         metrics["clip_score"] = clip_score(scorer, images, [str(c) for c in samples["captions"]], bank)
         metrics["clip_score_real"] = clip_score(scorer, torch.from_numpy(real),
-                                                [test[i]["caption"] for i in range(n)], bank)
+                                                [it["caption"] for it in items], bank)
         metrics["meta"]["clip_score_model"] = f"{cfg.dataset}-canvas-clipscore-{cfg.scale} (cad.data.contrastive)"
         return metrics
 
