@@ -39,8 +39,10 @@ def test_figures_run_on_the_paper_dataset_or_its_stand_in():
         assert scale_datasets("paper", experiment.paper_datasets) == ["imagenet64"]
         assert scale_datasets("cpu", experiment.paper_datasets) == ["mnist"]
         assert scale_datasets("smoke", experiment.paper_datasets) == ["mnist"]
-    assert load_experiment("table5d").paper_datasets is None
-    assert scale_datasets("cpu") == ["fashion_mnist", "mnist"]
+    # Table 5(d): both class datasets (or their stand-ins), never the text task's shards
+    table5d = load_experiment("table5d").paper_datasets
+    assert scale_datasets("paper", table5d) == ["cifar10", "imagenet64"] and "cc12m" in scale_datasets("paper")
+    assert scale_datasets("cpu", table5d) == scale_datasets("cpu") == ["fashion_mnist", "mnist"]
     assert scale_datasets("paper", ["CIFAR-10"]) == ["cifar10"]
 
 

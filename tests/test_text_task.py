@@ -113,7 +113,7 @@ def test_a_sweep_renders_each_method_at_its_best_value():
     best = {r.method: r for r in best_of_sweep(results, "fid", "sample.guidance_scale")}
     assert best["cfg"].metrics["guidance_scale"] == 3.0 and best["cfg"].metrics["fid"] == 40.0
     assert best["cad"].metrics["guidance_scale"] == 1.0 and best["cad"].metrics["clip_score"] == 21.0
-    assert load_experiment("fig3a").best_of == "fid" and load_experiment("fig3a").datasets == ["fashion_mnist"]
+    assert load_experiment("fig3a").best_of == "fid" and load_experiment("fig3a").datasets == ["fashion_mnist", "cc12m"]
 
 
 def test_the_caption_grid_is_written(tmp_path):

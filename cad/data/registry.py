@@ -33,6 +33,11 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("mnist", sources.MNIST, 10, (1, 28, 28), MNIST_CLASSES, "imagenet64", "MNIST"),
         DatasetSpec("cifar10", sources.CIFAR10, 10, (3, 32, 32), CIFAR10_CLASSES, None, "CIFAR-10"),
         DatasetSpec("imagenet64", sources.IMAGENET64, 1000, (3, 64, 64), IMAGENET_CLASSES, None, "ImageNet-64"),
+        # The text task's paper-scale training pairs (cad/tasks/text_paper.py): captions, no classes; 256 px crops.
+        DatasetSpec("cc12m", sources.CAPTION_SHARDS, 0, (3, 256, 256), (), None, "CC12M"),
+        # The map task's paper-scale data (cad/tasks/map_paper.py): 150 classes + "no class" 0; 512 px crops.
+        DatasetSpec("ade20k", sources.ADE20K, 150, (3, 512, 512), tuple(f"ade{i:03d}" for i in range(1, 151)), None,
+                    "ADE20K"),
     )
 }
 

@@ -273,3 +273,30 @@ IMAGENET64 = DataSource(
         f"  - put them in $CAD_DATA/imagenet64 (now {data_dir() / 'imagenet64'})."
     ),
 )
+
+# --- Image-caption shards (the text task's paper scale; read by cad.data.caption_shards, not as image arrays) ------
+
+CAPTION_SHARDS = DataSource(
+    name="cc12m",
+    candidates=lambda root: [],
+    download=None,
+    how_to_provide=lambda: (
+        "  - download CC12M (or LAION) as WebDataset tar shards (<key>.jpg + <key>.txt per pair), e.g. with "
+        "img2dataset, into $CAD_DATA/cc12m (now " + str(data_dir() / "cc12m") + ") or pass the folder as data.shards;\n"
+        "  - score the pairs once: python -m cad.data.score_shards --shards DIR --checkpoint <MetaCLIP H/14 weights>."
+    ),
+)
+
+# --- ADE20K with the paper's captions, predicted maps and confidences (the map task's paper scale; read by
+# cad.data.ade20k, not as image arrays) ---------------------------------------------------------------------------
+
+ADE20K = DataSource(
+    name="ade20k",
+    candidates=lambda root: [],
+    download=None,
+    how_to_provide=lambda: (
+        "  - unzip ADEChallengeData2016.zip (http://sceneparsing.csail.mit.edu/) into $CAD_DATA/ade20k (now "
+        + str(data_dir() / "ade20k") + ") or pass the folder as data.ade20k;\n"
+        "  - add the captions, predicted maps and confidences the paper's protocol needs (cad/data/ade20k.py)."
+    ),
+)

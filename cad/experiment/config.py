@@ -185,7 +185,10 @@ def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *,
 
 
 # Keys that change how fast a run goes, never what it computes: left out of a run's identity.
-EXECUTION_KEYS = ("data.num_workers",)
+# Paths to data and weights are where things are, not what a run is: moving them keeps its identity.
+EXECUTION_KEYS = ("data.num_workers", "data.shards", "data.shard_scores", "data.coco", "evaluate.clip_checkpoint",
+                  "data.ade20k", "data.ade20k_captions", "data.ade20k_predicted", "data.ade20k_confidence",
+                  "backbone.sd_weights", "evaluate.segmenter")
 # Keys added after runs were committed, with the value those runs had without naming it: a run with that value keeps
 # the identity (hash) it had before the key existed, so committed results stay found.
 IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix_labels_and_confidence": False,
@@ -194,7 +197,8 @@ IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix
                    "train.schedule.shift": 1.0, "sample.schedule.shift": 1.0, "train.init_from": None,
                    "data.augment": {"hflip": False, "crop_min": None}, "backbone.coherence_as_metadata": False,
                    "data.caption_noise": 0.5, "backbone.text_encoder": "minilm", "sample.coherence_map": "uniform",
-                   "data.resolution": None, "sample.metadata_guidance_scale": 0.0, "train.metadata_dropout": 0.0}
+                   "data.resolution": None, "sample.metadata_guidance_scale": 0.0, "train.metadata_dropout": 0.0,
+                   "backbone.latent_vae": None}
 
 
 def _parent(container: dict, path: str) -> tuple[dict, str]:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from cad.data.registry import pretty_name
 from cad.diffusion.guidance_loss import GuidanceLoss
-from cad.experiment.config import Experiment, scale_value
+from cad.experiment.config import EXECUTION_KEYS, Experiment, scale_value
 from cad.experiment.runs import RunDirs
 from cad.io import atomic_path, atomic_write_text
 from cad.tasks.registry import get_task
@@ -214,7 +214,8 @@ def output_name(experiment: Experiment, results: list[RunResult]) -> str:
 
 
 NAMED = ("data.noise.protocol", "backbone.preset", "backbone.mix_labels_and_confidence", "train.guidance_loss.")
-NOT_NAMED = ("train.precision", "sample.precision", "evaluate.precision", "data.num_workers")  # how, not what
+# How a run goes or where its files are, not what it is: never in an output's name.
+NOT_NAMED = ("train.precision", "sample.precision", "evaluate.precision") + EXECUTION_KEYS
 
 
 def _leaves(node: DictConfig, prefix: str = "") -> dict:

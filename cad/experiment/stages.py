@@ -164,7 +164,8 @@ def _generate(module: DiffusionModule, cfg: DictConfig, requests: list, seeds: l
     s, task = cfg.sample, get_task(cfg.task)
     draw = generate_distributed if distributed else generate
     return draw(model if model is not None else module.sampling_model, requests, seeds,
-                condition=task.condition_fn(cfg), pair=task.pair_fn(cfg), image_shape=task.image_shape(cfg),
+                condition=task.condition_fn(cfg), pair=task.pair_fn(cfg),
+                image_shape=module.sample_shape(task.image_shape(cfg)), to_images=module.to_images,
                 sampler=s.sampler, steps=s.steps, schedule=OmegaConf.to_container(s.schedule),
                 guidance_scale=s.guidance_scale, eta=s.eta, clip_x0=s.clip_x0, batch_size=s.batch_size,
                 progress=progress, device=module.device, precision=s.precision,

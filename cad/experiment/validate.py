@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from benchmarks.manifold import PRDC_PROTOCOLS
 from cad import hardware
 from cad.backbones import PRESETS
+from cad.backbones.sd_controlnet import SD_CONTROLNET  # built from SD's weights by its task, not by build_backbone
 from cad.data.augment import augments
 from cad.data.noise import PROTOCOLS, PROTOCOL_ALIASES
 from cad.diffusion.schedules import available_schedules
@@ -25,7 +26,7 @@ def _one_of(key: str, value, valid) -> None:
 def validate(cfg: DictConfig) -> None:
     """The values every task shares; then the task's own checks (its method, guidance and extractors)."""
     _one_of("task", cfg.task, task_choices())
-    _one_of("backbone.preset", cfg.backbone.preset, sorted(PRESETS))
+    _one_of("backbone.preset", cfg.backbone.preset, sorted(PRESETS) + [SD_CONTROLNET])
     _one_of("sample.sampler", cfg.sample.sampler, available_samplers())
     _one_of("train.schedule.name", cfg.train.schedule.name, available_schedules())
     _one_of("sample.schedule.name", cfg.sample.schedule.name, available_schedules())

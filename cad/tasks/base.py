@@ -4,7 +4,8 @@ t ~ U(0, 1), gamma = gamma(t), x_t = sqrt(gamma) x0 + sqrt(1 - gamma) eps; the d
 (x_t, gamma, condition) with RIN latent self-conditioning; the unweighted per-sample MSE is reduced by ``loss``
 ("mean", or "weighted": x c_i / mean(c)). The EMA of the weights is what samples. A task says only how a batch
 becomes a ``Condition`` (``condition``) and which backbone it builds (``build_model``); with the guidance-aligned loss
-(``guidance_loss``, cad.diffusion.guidance_loss) also which negative branch guidance uses (``training_pair``).
+(``guidance_loss``, cad.diffusion.guidance_loss) also which negative branch guidance uses (``training_pair``). A
+latent-space task maps images to latents in ``prepare`` and back in ``to_images`` (``sample_shape``: what it samples).
 """
 from __future__ import annotations
 
@@ -60,6 +61,16 @@ class DiffusionModule(L.LightningModule):
     def prepare(self, batch: dict, generator: torch.Generator) -> dict:
         """The batch before noising (a task's augmentation draws from the step's generator here); as is by default."""
         return batch
+
+    def sample_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The shape the sampler draws in for images of ``image_shape``: the images' own (pixel space) by default; a
+        latent-space task returns its latents' shape."""
+        return tuple(image_shape)
+
+    def to_images(self, x: Tensor) -> Tensor:
+        """Sampler outputs -> images in [-1, 1]: the identity in pixel space; a latent-space task decodes here
+        (``generate(..., to_images=module.to_images)``)."""
+        return x
 
     def training_pair(self, cond: Condition) -> tuple[Condition, Condition]:
         """The (positive, negative) branches the guidance-aligned loss combines; a task with guidance defines it."""

@@ -58,8 +58,11 @@ def make_denoiser(model: nn.Module, cond: Condition, scale: float, pair: PairFn 
 def generate(model: nn.Module, requests: Sequence, seeds: Sequence[int], *, condition: ConditionFn,
              pair: PairFn | None, image_shape: tuple[int, int, int], sampler: str, steps: int, schedule: dict,
              guidance_scale: float, eta: float, clip_x0: bool, batch_size: int, progress: bool = True,
-             device: str | torch.device = "cpu", precision: str = "32-true", metadata_scale: float = 0.0) -> Tensor:
-    """Images in [-1, 1], (N, C, H, W), one per (request, seed) pair; the network in ``precision`` on ``device``."""
+             device: str | torch.device = "cpu", precision: str = "32-true", metadata_scale: float = 0.0,
+             to_images: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Images in [-1, 1], (N, C, H, W), one per (request, seed) pair; the network in ``precision`` on ``device``.
+    ``image_shape`` is the shape the sampler draws in; ``to_images`` (a module's ``to_images``; None: the identity)
+    maps each batch of sampler outputs to images on ``device``, e.g. a latent-space task's VAE decoder."""
     if len(requests) != len(seeds):
         raise ValueError(f"generate: {len(requests)} requests but {len(seeds)} seeds")
     model.eval()
@@ -77,6 +80,8 @@ def generate(model: nn.Module, requests: Sequence, seeds: Sequence[int], *, cond
         denoise = make_denoiser(model, cond, guidance_scale, pair, precision, metadata_scale)
         x0 = sample_fn(denoise, x_T, steps, schedule=gamma_fn, generator=generator, clip_x0=clip_x0,
                        progress=progress and len(starts) == 1, **sampler_kwargs)
+        if to_images is not None:
+            x0 = to_images(x0)
         out.append(x0.float().cpu())
     return torch.cat(out)
 

@@ -8,6 +8,9 @@ FID compares with those canvases. ``sample.coherence_map`` chooses the coherence
 ``uniform`` (``sample.coherence`` everywhere), ``canny`` (0 on the map's class boundaries), ``confidence`` (the
 confidence segmenter's maximum softmax on the test canvas) or ``square`` (uniform with a 12x12 square of 0 in the
 middle: an edited map).
+
+At the paper scale (``--scale paper``): ControlNet over Stable Diffusion on ADE20K, in cad.tasks.map_paper, to which
+each method below hands over when ``cfg.scale == "paper"``.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from cad.experiment.config import ConfigError
 from cad.guidance import guidance_pair
 from cad.paths import cache_dir
 from cad.tasks.grids import save_grid
+from cad.tasks import map_paper
 from cad.tasks.map_conditional import MapConditionalDiffusion, build_base
 from cad.tasks.checks import check_canvas_run, check_extractors
 from cad.tasks.methods import Method
@@ -117,7 +121,11 @@ class MapTask(Task):
     paper_samples = "2000 (the ADE20K validation set)"
 
     def validate(self, cfg: DictConfig) -> None:
-        check_canvas_run(cfg, "semantic-map", "diffusers ControlNet over Stable Diffusion, ADE20K")
+        paper = cfg.scale == "paper"
+        if paper:
+            map_paper.validate_paper(cfg)
+        else:
+            check_canvas_run(cfg, "semantic-map")
         try:
             method = Method(**cfg.method)
         except (TypeError, ValueError) as err:
@@ -129,37 +137,54 @@ class MapTask(Task):
             raise ConfigError(f"method '{method.name}' has no guided branch; valid: sample.guidance_scale=0")
         if cfg.sample.coherence_map not in COHERENCE_MAPS:
             raise ConfigError(f"sample.coherence_map={cfg.sample.coherence_map!r}; valid: {', '.join(COHERENCE_MAPS)}")
+        if paper:
+            return
         if not cfg.backbone.preset.startswith("unet"):
             raise ConfigError(f"backbone.preset={cfg.backbone.preset}: the ControlNet copies a U-Net's encoder; "
                               f"valid: unet_cpu, unet_smoke")
         check_extractors(cfg, DOMAIN_EXTRACTOR)
 
     def dataset_label(self, cfg: DictConfig) -> str:
-        return STAND_IN.format(pretty_name(cfg.dataset))
+        return pretty_name(cfg.dataset) if cfg.scale == "paper" else STAND_IN.format(pretty_name(cfg.dataset))
 
     def noise_label(self, cfg: DictConfig) -> str:
         return f"predicted maps; coherence map {cfg.sample.coherence_map}"
 
     def image_shape(self, cfg: DictConfig) -> tuple[int, int, int]:
+        if cfg.scale == "paper":
+            return (3, cfg.data.resolution, cfg.data.resolution)
         return (1, MAP_SPEC.height, MAP_SPEC.width)
 
     def build_module(self, cfg: DictConfig) -> MapConditionalDiffusion:
+        """At the paper scale the SD ControlNet (its UNet, text encoder and VAE from ``backbone.sd_weights``) over
+        ADE20K's 150 classes + "no class"; else the U-Net preset over its cached pre-trained base."""
         t = cfg.train
+        if cfg.scale == "paper":
+            sd = str(map_paper.check_paths(cfg, "sd").sd)
+            model = dict(backbone=cfg.backbone.preset, map_channels=map_paper.MAP_CHANNELS, base_weights=sd,
+                         vae_weights=sd)
+        else:
+            model = dict(backbone=cfg.backbone.preset, map_channels=len(VOCABULARIES[cfg.dataset]) + 1,
+                         base_weights=str(base_weights(cfg)))
         return MapConditionalDiffusion(
-            backbone=cfg.backbone.preset, image_shape=self.image_shape(cfg),
-            map_channels=len(VOCABULARIES[cfg.dataset]) + 1, method=OmegaConf.to_container(cfg.method),
-            base_weights=str(base_weights(cfg)), schedule=OmegaConf.to_container(t.schedule), lr=t.lr,
+            **model, image_shape=self.image_shape(cfg), method=OmegaConf.to_container(cfg.method),
+            schedule=OmegaConf.to_container(t.schedule), lr=t.lr,
             betas=tuple(t.betas), weight_decay=t.weight_decay, warmup_steps=t.warmup_steps, total_steps=t.total_steps,
             lr_rate=t.lr_rate, ema_decay=t.ema_decay, ema_warmup=t.ema_warmup, seed=t.seed)
 
     def datamodule(self, cfg: DictConfig, device: torch.device | str = "cpu"):
+        if cfg.scale == "paper":
+            return map_paper.build_datamodule(cfg)
         return build_map_datamodule(cfg.dataset, scale=cfg.scale, batch_size=cfg.data.batch_size,
                                     splits=source_splits(cfg.dataset), num_workers=cfg.data.num_workers)
 
     def eval_requests(self, cfg: DictConfig, num_samples: int | None = None) -> list[int]:
-        return list(range(cfg.sample.num_samples if num_samples is None else num_samples))
+        n = cfg.sample.num_samples if num_samples is None else num_samples
+        return map_paper.eval_requests(cfg, n) if cfg.scale == "paper" else list(range(n))
 
     def condition_fn(self, cfg: DictConfig):
+        if cfg.scale == "paper":
+            return functools.partial(map_paper.paper_condition, cfg=cfg, use_coherence=cfg.method.use_coherence)
         return functools.partial(map_condition, cfg=cfg, channels=len(VOCABULARIES[cfg.dataset]) + 1)
 
     def pair_fn(self, cfg: DictConfig):
@@ -170,10 +195,14 @@ class MapTask(Task):
         return {"requests": np.asarray(requests, dtype=np.int64)}
 
     def save_grid(self, path: Path, images: np.ndarray, requests: list[int], cfg: DictConfig) -> None:
-        """Each column a requested map (its canvas's class as grey levels, background black) above its samples."""
-        maps = requested_maps(cfg, requests)
-        k = len(VOCABULARIES[cfg.dataset])
-        shown = np.where(maps == k, 0, 80 + 17 * maps).astype(np.uint8)[..., None]
+        """Each column a requested map (its canvas's class as grey levels, background black; at the paper scale a
+        colour per ADE20K class) above its samples."""
+        if cfg.scale == "paper":
+            shown = map_paper.map_colours(map_paper.annotations(cfg, requests[:8]))
+        else:
+            maps = requested_maps(cfg, requests)
+            k = len(VOCABULARIES[cfg.dataset])
+            shown = np.where(maps == k, 0, 80 + 17 * maps).astype(np.uint8)[..., None]
         n = min(8, len(images))
         stacked = np.concatenate([shown[:n], images[:n]])
         save_grid(path, stacked, np.concatenate([np.arange(n), np.arange(n)]), n, rows=2)
@@ -181,7 +210,10 @@ class MapTask(Task):
     def evaluate(self, cfg: DictConfig, samples_path: Path, *, device: torch.device | str = "cpu",
                  progress: bool = True) -> dict:
         """FID / P / R / D / C on the Inception and on the mIoU segmenter's features against the test canvases whose
-        maps were asked for; mIoU of that segmenter's prediction on the samples against the requested maps."""
+        maps were asked for; mIoU of that segmenter's prediction on the samples against the requested maps. At the
+        paper scale: cad.tasks.map_paper.evaluate_paper."""
+        if cfg.scale == "paper":
+            return map_paper.evaluate_paper(cfg, samples_path, device=device, progress=progress)
         splits = source_splits(cfg.dataset)
         samples = load_samples(samples_path)
         requests = samples["requests"].tolist()

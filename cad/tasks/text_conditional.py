@@ -6,6 +6,14 @@ masks every text token of the sample: the empty prompt, the model then sees only
 Our choice: the paper's null prompt is an encoded empty string; ours has no token at all, which needs no encoder at
 sampling and is the same for every encoder. Weighted is a loss reduction, Filtered a view of the data (the method
 file, cad.tasks.methods).
+
+Latent space (``latent_vae``: a VAE folder, the paper scale; None: pixel space, the cpu/smoke scales): the authors
+train the text-to-image RIN on Stable Diffusion VAE latents (their cad_256 config: 256x256 images, 4x32x32 latents).
+``prepare`` encodes the training images with the frozen codec (cad.backbones.latent_vae, the posterior mean x
+``scaling_factor``) before noising, the backbone is built on the latent shape (``sample_shape``) and ``to_images``
+decodes samples back to ``image_shape``. The codec is kept out of the module's registered children (a plain attribute),
+so it is in no optimiser, no EMA and no checkpoint (its weights are the VAE folder's); it follows the batch's device.
+Sampling in latent space should not clip x0 to [-1, 1] (``sample.clip_x0: false``): scaled latents exceed it.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import torch
 from torch import nn
 
 from cad.backbones import build_backbone
+from cad.backbones.latent_vae import LatentCodec, load_vae
 from cad.conditioning import Condition
 from cad.guidance import aligned_loss_pair, null_prompt_pair
 from cad.tasks.base import DiffusionModule
@@ -20,16 +29,60 @@ from cad.tasks.methods import Method
 
 
 class TextConditionalDiffusion(DiffusionModule):
-    def __init__(self, *, backbone: str, image_shape: tuple[int, int, int], token_dim: int, method: dict, **train):
-        """``token_dim``: the text encoder's width; ``train``: the shared step's settings (``DiffusionModule``)."""
+    def __init__(self, *, backbone: str, image_shape: tuple[int, int, int], token_dim: int, method: dict,
+                 latent_vae: str | None = None, text_encoder: str | None = None, **train):
+        """``token_dim``: the text encoder's width; ``image_shape``: the images' (C, H, W), in pixels also in latent
+        space; ``latent_vae``: a VAE folder (latent space) or None (pixel space); ``text_encoder``: the frozen encoder
+        that turns a batch's ``caption`` into ``tokens`` in the step (the paper scale's shards; canvases bring their
+        tokens); ``train``: the shared step's settings (``DiffusionModule``)."""
         super().__init__(**train, loss=Method(**method).loss)
 
     def build_model(self) -> nn.Module:
         hp = self.hparams
         self.method = Method(**hp.method)
-        channels, height, width = hp.image_shape
+        # Not a registered submodule (see the module docstring): set in __dict__, past nn.Module.__setattr__.
+        self.__dict__["codec"] = load_vae(hp.latent_vae) if hp.get("latent_vae") else None
+        channels, height, width = self.sample_shape(hp.image_shape)
         return build_backbone(hp.backbone, image_size=(height, width), in_channels=channels, num_classes=None,
                               token_dim=hp.token_dim, use_coherence=self.method.use_coherence)
+
+    @property
+    def latent_codec(self) -> LatentCodec | None:
+        """The frozen VAE in latent space, None in pixel space."""
+        return self.__dict__["codec"]
+
+    def sample_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        codec = self.latent_codec
+        return tuple(image_shape) if codec is None else codec.latent_shape(tuple(image_shape))
+
+    def prepare(self, batch: dict, generator: torch.Generator) -> dict:
+        """Captions without tokens are encoded here, on the batch's device, by the frozen ``text_encoder``; in latent
+        space the training images become their scaled VAE latents (deterministic: the posterior mean)."""
+        if "tokens" not in batch:
+            if "caption" not in batch:
+                raise KeyError("a text batch needs 'tokens' and 'token_mask', or 'caption' (encoded in the step)")
+            tokens, mask = self.caption_encoder(batch["image"].device)(list(batch["caption"]))
+            batch = {**batch, "tokens": tokens, "token_mask": mask}
+        if self.latent_codec is None:
+            return batch
+        return {**batch, "image": self.latent_codec.encode(batch["image"])}
+
+    def caption_encoder(self, device: torch.device):
+        """The frozen text encoder on ``device``, loaded on first use and kept out of the state dict (as the codec)."""
+        encoder = self.__dict__.get("text_encoder_model")
+        if encoder is None:
+            if not self.hparams.get("text_encoder"):
+                raise ValueError("the batch brings captions but the module has no text_encoder to encode them")
+            from cad.conditioning.text_encoders import load_text_encoder
+
+            encoder = self.__dict__["text_encoder_model"] = load_text_encoder(self.hparams.text_encoder)
+        return encoder.to(device)
+
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples -> images of ``image_shape`` in [-1, 1]: decoded by the codec in latent space, as is in pixels."""
+        if self.latent_codec is None:
+            return x
+        return self.latent_codec.decode(x, channels=self.hparams.image_shape[0])
 
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> Condition:
         mask = batch["token_mask"]

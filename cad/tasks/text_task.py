@@ -42,6 +42,7 @@ from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
 from cad.tasks.text_conditional import TextConditionalDiffusion
 from cad.tasks.text_grid import save_caption_grid
+from cad.tasks.text_paper import paper_datamodule, paper_evaluate, paper_requests, validate_paper
 
 DOMAIN_EXTRACTOR = "clipscore"  # the CLIPScore model's image embedding as a domain feature space
 ROWS = {"cfg": "baseline", "cfg_weighted": "weighted", "cfg_filtered": "filtered", "cad": "cad"}  # Figure 3(a)'s rows
@@ -103,7 +104,10 @@ class TextTask(Task):
     paper_samples = "10k (COCO-10K)"
 
     def validate(self, cfg: DictConfig) -> None:
-        check_canvas_run(cfg, "text", "FLAN-T5-XL, SD-VAE latents, CC12M shards, COCO-10K")
+        if cfg.scale == "paper":
+            validate_paper(cfg)
+        else:
+            check_canvas_run(cfg, "text")
         try:
             method = Method(**cfg.method)
             aligned = GuidanceLoss(**cfg.train.guidance_loss).enabled
@@ -129,12 +133,14 @@ class TextTask(Task):
         return {row.key: row.label for row in get_table_spec("fig3a").rows}.get(ROWS.get(method), method)
 
     def dataset_label(self, cfg: DictConfig) -> str:
-        return STAND_IN.format(pretty_name(cfg.dataset))
+        return "CC12M-style shards, COCO-10K" if cfg.scale == "paper" else STAND_IN.format(pretty_name(cfg.dataset))
 
     def noise_label(self, cfg: DictConfig) -> str:
         return f"caption noise {cfg.data.caption_noise:g}"
 
     def image_shape(self, cfg: DictConfig) -> tuple[int, int, int]:
+        if cfg.scale == "paper":
+            return (3, cfg.data.resolution, cfg.data.resolution)
         spec = canvas_spec(cfg)
         return (1, spec.height, spec.width)
 
@@ -146,13 +152,16 @@ class TextTask(Task):
             schedule=OmegaConf.to_container(t.schedule), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
             warmup_steps=t.warmup_steps, total_steps=t.total_steps, lr_rate=t.lr_rate, ema_decay=t.ema_decay,
             ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed,
-            guidance_loss=OmegaConf.to_container(t.guidance_loss))
+            guidance_loss=OmegaConf.to_container(t.guidance_loss), latent_vae=cfg.backbone.latent_vae,
+            text_encoder=cfg.backbone.text_encoder)
 
     def datamodule(self, cfg: DictConfig, device: torch.device | str = "cpu"):
         """Canvases with the method's captions (corrupted, or true for a clean method), their coherence, the Filtered
         view; the scorer trains on the CPU (it is small)."""
         method = cfg.method
         threshold = method.filter_threshold
+        if cfg.scale == "paper":
+            return paper_datamodule(cfg, dropped_bins(threshold) if threshold is not None else None)
         return build_text_datamodule(
             cfg.dataset, scale=cfg.scale, batch_size=cfg.data.batch_size, filtered=threshold is not None,
             dropped_bins=dropped_bins(threshold) if threshold is not None else 0, splits=source_splits(cfg.dataset),
@@ -161,6 +170,8 @@ class TextTask(Task):
             num_workers=cfg.data.num_workers)
 
     def eval_requests(self, cfg: DictConfig, num_samples: int | None = None) -> list[str]:
+        if cfg.scale == "paper":
+            return paper_requests(cfg, cfg.sample.num_samples if num_samples is None else num_samples)
         canvases = test_canvases(source_splits(cfg.dataset)["test"], cfg.dataset, canvas_spec(cfg))
         n = cfg.sample.num_samples if num_samples is None else num_samples
         if n > len(canvases):
@@ -190,7 +201,9 @@ class TextTask(Task):
                  progress: bool = True) -> dict:
         """FID / P / R / D / C on the Inception and on the CLIPScore model's image embedding, against the test
         canvases whose captions were asked for; CLIPScore of the samples (and of those real canvases, its ceiling)
-        with the ``clipscore`` model, never the scorer that made the coherence."""
+        with the ``clipscore`` model, never the scorer that made the coherence (the paper scale: text_paper)."""
+        if cfg.scale == "paper":
+            return paper_evaluate(cfg, samples_path, device=device, progress=progress)
         splits, bank, spec = source_splits(cfg.dataset), caption_bank(cfg.backbone.text_encoder), canvas_spec(cfg)
         test = test_canvases(splits["test"], cfg.dataset, spec)
         n = min(cfg.evaluate.reference_size, len(test))
