@@ -26,6 +26,19 @@ def zero_conv(in_channels: int, out_channels: int, kernel_size: int = 1) -> nn.C
     return conv
 
 
+def stack_control_maps(cond: Condition, map_channels: int, use_coherence: bool) -> Tensor:
+    """The control image: the one-hot map (``map_channels``), then, for CAD, the coherence map (1 channel)."""
+    if cond.spatial_map is None or cond.spatial_map.shape[1] != map_channels:
+        got = None if cond.spatial_map is None else cond.spatial_map.shape[1]
+        raise ValueError(f"Condition.spatial_map must have {map_channels} channels, got {got}")
+    maps = [cond.spatial_map]
+    if use_coherence:
+        if cond.coherence_map is None:
+            raise ValueError("Condition.coherence_map is None, but the ControlNet was built with use_coherence")
+        maps.append(cond.coherence_map)
+    return torch.cat(maps, dim=1)
+
+
 class ControlledUNet(nn.Module):
     """``forward(x_t, gamma, cond) -> (eps_hat, None)`` with ``cond.spatial_map`` (B, K, H, W) and, when
     ``use_coherence``, ``cond.coherence_map`` (B, 1, H, W); the other fields of ``cond`` go to the base as they are."""
@@ -55,15 +68,7 @@ class ControlledUNet(nn.Module):
         return self
 
     def control_image(self, cond: Condition) -> Tensor:
-        if cond.spatial_map is None or cond.spatial_map.shape[1] != self.map_channels:
-            got = None if cond.spatial_map is None else cond.spatial_map.shape[1]
-            raise ValueError(f"Condition.spatial_map must have {self.map_channels} channels, got {got}")
-        maps = [cond.spatial_map]
-        if self.use_coherence:
-            if cond.coherence_map is None:
-                raise ValueError("Condition.coherence_map is None, but the ControlNet was built with use_coherence")
-            maps.append(cond.coherence_map)
-        return torch.cat(maps, dim=1).to(self.hint[0].weight.dtype)
+        return stack_control_maps(cond, self.map_channels, self.use_coherence).to(self.hint[0].weight.dtype)
 
     def forward(self, x_t: Tensor, gamma: Tensor, cond: Condition, self_cond: Tensor | None = None
                 ) -> tuple[Tensor, None]:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from cad.backbones.controlnet import stack_control_maps
 from cad.conditioning import Condition
 from cad.diffusion.sd_schedule import SD_BETA_END, SD_BETA_START, SD_TRAIN_TIMESTEPS, timestep_from_gamma
 
@@ -126,15 +127,7 @@ class SDControlNet(nn.Module):
 
     def control_image(self, cond: Condition, latent_hw: tuple[int, int]) -> Tensor:
         """(B, K(+1), 8h, 8w): the one-hot map, then the coherence map for CAD, at the image resolution."""
-        if cond.spatial_map is None or cond.spatial_map.shape[1] != self.map_channels:
-            got = None if cond.spatial_map is None else cond.spatial_map.shape[1]
-            raise ValueError(f"Condition.spatial_map must have {self.map_channels} channels, got {got}")
-        maps = [cond.spatial_map]
-        if self.use_coherence:
-            if cond.coherence_map is None:
-                raise ValueError("Condition.coherence_map is None, but the ControlNet was built with use_coherence")
-            maps.append(cond.coherence_map)
-        image = torch.cat(maps, dim=1)
+        image = stack_control_maps(cond, self.map_channels, self.use_coherence)
         expected = (latent_hw[0] * LATENT_FACTOR, latent_hw[1] * LATENT_FACTOR)
         if tuple(image.shape[2:]) != expected:
             raise ValueError(f"the control image must be at the image resolution {expected} (8x the latent "

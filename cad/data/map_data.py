@@ -15,7 +15,6 @@ import hashlib
 import json
 from dataclasses import asdict
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,6 +25,7 @@ from cad.data.canvases import CanvasRecipe, CanvasSpec, CaptionedCanvases, VOCAB
 from cad.data.classifier_training import load_or_train
 from cad.data.formats import ImageArrays
 from cad.data.segmenters import ROLES, Segmenter, train_segmenter
+from cad.data.train_set import TrainSetDataModule
 from cad.io import cached_array
 from cad.paths import cache_dir
 
@@ -93,18 +93,13 @@ class MapTrainingSet(Dataset):
                 "coherence_map": torch.from_numpy(self.confidence[index].astype(np.float32))[None], "index": index}
 
 
-class MapDataModule(L.LightningDataModule):
+class MapDataModule(TrainSetDataModule):
     def __init__(self, train_set: MapTrainingSet, *, batch_size: int, num_workers: int = 0):
-        super().__init__()
-        self.train_set, self.batch_size, self.num_workers = train_set, batch_size, num_workers
+        super().__init__(train_set, batch_size=batch_size, num_workers=num_workers)
         truth = np.stack([train_set.canvases[i]["class_map"] for i in range(min(500, len(train_set)))])
         agree = float((train_set.classes[:len(truth)] == truth).mean())
         self.noise_stats = {"protocol": "maps predicted by the confidence segmenter", "temperature": None,
                             "accuracy_label": "pixel accuracy against the true maps", "relabel_accuracy": agree}
-
-    @property
-    def splits(self) -> dict:
-        return {"train": self.train_set}
 
 
 def build_map_datamodule(source: str, *, scale: str, batch_size: int, splits: dict[str, ImageArrays],

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.evaluate import ReferenceSet, evaluate_samples
-from benchmarks.features import DomainExtractor, build_extractor
+from benchmarks.evaluate import ReferenceSet
+from benchmarks.features import DomainExtractor
 from benchmarks.samples import load_samples
 from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as write_table_files
 from cad.conditioning import Condition
@@ -28,6 +28,7 @@ from cad.guidance import guidance_pair
 from cad.tasks.class_conditional import ClassConditionalDiffusion
 from cad.tasks.grids import save_grid
 from cad.tasks.checks import check_extractors
+from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
 
@@ -53,11 +54,6 @@ def label_condition(labels: list[int], device: torch.device, *, use_coherence: b
 def classifier_preprocess(x_uint8: torch.Tensor) -> torch.Tensor:
     """The suite's classifiers take images in [-1, 1], like the diffusion models."""
     return x_uint8.float() / 127.5 - 1.0
-
-
-def _options(extractor: str, bf16: bool, device) -> dict:
-    """Constructor options of a registered extractor: the offline Inception takes the evaluation's precision."""
-    return {"device": device, **({"autocast_bf16": bf16} if extractor != "inception-v3-compat" else {})}
 
 
 class ClassTask(Task):
@@ -162,13 +158,9 @@ class ClassTask(Task):
         name = f"{cfg.dataset}-eval-classifier-{cfg.scale}" + (f"-from{size}px" if size != native else "")
         classifier = DomainExtractor(load_classifier(cfg.dataset, "eval", scale=cfg.scale, device=device), name,
                                      preprocess=preprocess, with_logits=True, tag="domain", device=device)
-        bf16 = cfg.evaluate.precision == "bf16-mixed"
-        extractors = [classifier if name == DOMAIN_EXTRACTOR else build_extractor(name, **_options(name, bf16, device))
-                      for name in cfg.evaluate.extractors]
-        metrics = evaluate_samples(load_samples(samples_path), reference=reference, extractors=extractors,
-                                   classifier=classifier, prdc_protocol=cfg.evaluate.prdc_protocol,
-                                   nearest_k=cfg.evaluate.nearest_k, batch_size=cfg.evaluate.batch_size,
-                                   progress=progress)
+        extractors = feature_extractors(cfg, device, {DOMAIN_EXTRACTOR: lambda: classifier})
+        metrics = evaluate_features(cfg, load_samples(samples_path), reference, extractors, classifier=classifier,
+                                    progress=progress)
         metrics["meta"]["eval_classifier_test_accuracy"] = classifier_test_accuracy(cfg.dataset, "eval", cfg.scale)
         return metrics
 

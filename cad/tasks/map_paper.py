@@ -35,7 +35,6 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,7 +43,9 @@ from omegaconf import DictConfig
 from cad.conditioning import Condition
 from cad.conditioning.coherence_maps import canny_coherence, square_coherence
 from cad.data.ade20k import ADE20K_CLASSES
+from cad.data.train_set import TrainSetDataModule
 from cad.experiment.config import ConfigError
+from cad.tasks.evaluation import evaluate_features, feature_extractors
 
 PAPER_DATASET = "ade20k"  # the registry's name (cad.data.registry)
 SD_FOLDER = "stable-diffusion-v1-5"  # default folder name under $CAD_DATA
@@ -142,17 +143,9 @@ def ade20k_split(cfg: DictConfig, split: str):
     return _split(p.root, split, int(cfg.data.resolution), p.predicted, p.confidence, p.captions)
 
 
-class ADE20KDataModule(L.LightningDataModule):
+class ADE20KDataModule(TrainSetDataModule):
     """The training split for ``StepDataModule``; ``noise_stats`` (the table's note) measures how far the predicted
     maps are from the annotations: pixel accuracy on the first ``NOISE_ITEMS`` images, pixels labelled 0 left out."""
-
-    def __init__(self, train_set, *, batch_size: int, num_workers: int = 0):
-        super().__init__()
-        self.train_set, self.batch_size, self.num_workers = train_set, batch_size, num_workers
-
-    @property
-    def splits(self) -> dict:
-        return {"train": self.train_set}
 
     @functools.cached_property
     def noise_stats(self) -> dict:
@@ -254,8 +247,7 @@ def ade20k_miou(pred: np.ndarray, target: np.ndarray) -> float:
 def evaluate_paper(cfg: DictConfig, samples_path: Path, *, device: torch.device | str, progress: bool) -> dict:
     """FID / P / R / D / C against the validation images the run's reference holds; mIoU of the user's segmenter on the
     samples against the requested annotations, and on the real images (``miou_real``)."""
-    from benchmarks.evaluate import ReferenceSet, evaluate_samples
-    from benchmarks.features import build_extractor
+    from benchmarks.evaluate import ReferenceSet
     from benchmarks.samples import load_samples
 
     paths = check_paths(cfg, "data", "segmenter")
@@ -267,13 +259,7 @@ def evaluate_paper(cfg: DictConfig, samples_path: Path, *, device: torch.device 
                                              .numpy() for i in range(n)]))  # NCHW, each image read once
     reference = ReferenceSet(f"ade20k-{size}", "validation", size, n,
                              lambda: np.ascontiguousarray(real().transpose(0, 2, 3, 1)))
-    bf16 = cfg.evaluate.precision == "bf16-mixed"
-    extractors = [build_extractor(name, device=device, **({"autocast_bf16": bf16} if name != "inception-v3-compat"
-                                                          else {}))
-                  for name in cfg.evaluate.extractors]
-    metrics = evaluate_samples(samples, reference=reference, extractors=extractors,
-                               prdc_protocol=cfg.evaluate.prdc_protocol, nearest_k=cfg.evaluate.nearest_k,
-                               batch_size=cfg.evaluate.batch_size, progress=progress)
+    metrics = evaluate_features(cfg, samples, reference, feature_extractors(cfg, device), progress=progress)
     segmenter = load_segmenter(paths.segmenter, device)
     images = torch.from_numpy(samples["images"]).permute(0, 3, 1, 2)
     metrics["miou"] = ade20k_miou(segment(segmenter, images, device), annotations(cfg, requests))

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.evaluate import ReferenceSet, evaluate_samples
-from benchmarks.features import DomainExtractor, build_extractor
+from benchmarks.evaluate import ReferenceSet
+from benchmarks.features import DomainExtractor
 from benchmarks.metrics import mean_iou
 from benchmarks.samples import load_samples
 from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as write_table_files
@@ -40,6 +40,7 @@ from cad.tasks.grids import save_grid
 from cad.tasks import map_paper
 from cad.tasks.map_conditional import MapConditionalDiffusion, build_base
 from cad.tasks.checks import check_canvas_run, check_extractors
+from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
 from cad.training.pretrain import pretrain_unconditional
@@ -225,15 +226,10 @@ class MapTask(Task):
                                  MAP_SPEC.width, n, lambda: np.ascontiguousarray(real.transpose(0, 2, 3, 1)))
         segmenter = load_segmenter("eval", cfg.dataset, cfg.scale, map_canvases(splits["train"], cfg.dataset,
                                                                                   cfg.scale))
-        bf16 = cfg.evaluate.precision == "bf16-mixed"
-        extractors = [DomainExtractor(segmenter, f"{cfg.dataset}-map-segmenter-{cfg.scale}", preprocess=lambda x: x,
-                                      tag="domain", device=device) if name == DOMAIN_EXTRACTOR else
-                      build_extractor(name, device=device, **({"autocast_bf16": bf16} if name != "inception-v3-compat"
-                                                              else {}))
-                      for name in cfg.evaluate.extractors]
-        metrics = evaluate_samples(samples, reference=reference, extractors=extractors,
-                                   prdc_protocol=cfg.evaluate.prdc_protocol, nearest_k=cfg.evaluate.nearest_k,
-                                   batch_size=cfg.evaluate.batch_size, progress=progress)
+        domain = {DOMAIN_EXTRACTOR: lambda: DomainExtractor(segmenter, f"{cfg.dataset}-map-segmenter-{cfg.scale}",
+                                                            preprocess=lambda x: x, tag="domain", device=device)}
+        metrics = evaluate_features(cfg, samples, reference, feature_extractors(cfg, device, domain),
+                                    progress=progress)
         images = torch.from_numpy(samples["images"]).permute(0, 3, 1, 2)
         channels = len(VOCABULARIES[cfg.dataset]) + 1
         metrics["miou"] = 100 * mean_iou(segment(segmenter, images), requested_maps(cfg, requests),

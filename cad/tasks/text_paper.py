@@ -23,12 +23,13 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
+from cad.data.train_set import TrainSetDataModule
 from cad.experiment.config import ConfigError
+from cad.tasks.evaluation import evaluate_features, feature_extractors
 
 PAPER_DATASET = "cc12m"  # the registry's name for the paper-scale shards (cad.data.registry)
 COCO_SUBSET = 10_000  # COCO-10K
@@ -70,22 +71,9 @@ def validate_paper(cfg: DictConfig) -> None:
                           f"valid: at most that")
 
 
-class ShardDataModule(L.LightningDataModule):
-    """Batches of {image (3, R, R) in [-1, 1], caption (str), coherence (bin / 7), ...}; the step encodes captions."""
-
-    noise_stats = None  # web captions: no synthetic noise to summarise
-
-    def __init__(self, train_set, *, batch_size: int, num_workers: int = 0):
-        super().__init__()
-        self.train_set, self.batch_size, self.num_workers = train_set, batch_size, num_workers
-
-    @property
-    def splits(self) -> dict:
-        return {"train": self.train_set}
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                          drop_last=True, persistent_workers=self.num_workers > 0)
+class ShardDataModule(TrainSetDataModule):
+    """Batches of {image (3, R, R) in [-1, 1], caption (str), coherence (bin / 7), ...}; the step encodes captions.
+    Web captions: no synthetic noise for the table's notes to summarise."""
 
 
 def paper_datamodule(cfg: DictConfig, dropped_bins: int | None) -> ShardDataModule:
@@ -118,8 +106,7 @@ def paper_requests(cfg: DictConfig, num_samples: int) -> list[str]:
 def paper_evaluate(cfg: DictConfig, samples_path: Path, *, device, progress: bool) -> dict:
     """FID / P / R / D / C on ``evaluate.extractors`` against the requested captions' COCO images, CLIPScore of the
     samples and of those images by the CLIPScore model (ViT-L/14)."""
-    from benchmarks.evaluate import ReferenceSet, evaluate_samples
-    from benchmarks.features import build_extractor
+    from benchmarks.evaluate import ReferenceSet
     from benchmarks.samples import load_samples
     from cad.conditioning.clip_models import PAPER_CLIPSCORE_MODEL, clip_score, load_clip
 
@@ -131,13 +118,7 @@ def paper_evaluate(cfg: DictConfig, samples_path: Path, *, device, progress: boo
         return np.stack([coco.uint8_image(i) for i in range(n)])
 
     reference = ReferenceSet(coco.name, "val", cfg.data.resolution, n, real)
-    bf16 = cfg.evaluate.precision == "bf16-mixed"
-    extractors = [build_extractor(name, device=device, **({"autocast_bf16": bf16} if name != "inception-v3-compat"
-                                                           else {}))
-                  for name in cfg.evaluate.extractors]
-    metrics = evaluate_samples(samples, reference=reference, extractors=extractors,
-                               prdc_protocol=cfg.evaluate.prdc_protocol, nearest_k=cfg.evaluate.nearest_k,
-                               batch_size=cfg.evaluate.batch_size, progress=progress)
+    metrics = evaluate_features(cfg, samples, reference, feature_extractors(cfg, device), progress=progress)
     clip = load_clip(PAPER_CLIPSCORE_MODEL, cfg.evaluate.clip_checkpoint, device=device)
     captions = [str(c) for c in samples["captions"]]
     metrics["clip_score"] = clip_score(clip, samples["images"], captions)

@@ -21,8 +21,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from benchmarks.evaluate import ReferenceSet, evaluate_samples
-from benchmarks.features import DomainExtractor, build_extractor
+from benchmarks.evaluate import ReferenceSet
+from benchmarks.features import DomainExtractor
 from benchmarks.samples import load_samples
 from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as write_table_files
 from cad.backbones import PRESETS
@@ -38,6 +38,7 @@ from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.experiment.config import ConfigError
 from cad.guidance import cacfg_prompt_pair, null_prompt_pair
 from cad.tasks.checks import check_canvas_run, check_extractors
+from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
 from cad.tasks.text_conditional import TextConditionalDiffusion
@@ -213,17 +214,12 @@ class TextTask(Task):
                                  spec.width, n, lambda: np.ascontiguousarray(real.transpose(0, 2, 3, 1)))
         scorer = load_contrastive("clipscore", cfg.dataset, cfg.scale,
                                   training_canvases(splits["train"], cfg.dataset, cfg.scale, spec), bank)
-        bf16 = cfg.evaluate.precision == "bf16-mixed"
-        extractors = [DomainExtractor(ImageEmbedding(scorer), f"{cfg.dataset}-canvas-clipscore-{cfg.scale}",
-                                      preprocess=signed_unit, tag="domain", device=device)
-                      if name == DOMAIN_EXTRACTOR else
-                      build_extractor(name, device=device, **({"autocast_bf16": bf16} if name != "inception-v3-compat"
-                                                              else {}))
-                      for name in cfg.evaluate.extractors]
+        domain = {DOMAIN_EXTRACTOR: lambda: DomainExtractor(
+            ImageEmbedding(scorer), f"{cfg.dataset}-canvas-clipscore-{cfg.scale}", preprocess=signed_unit,
+            tag="domain", device=device)}
         samples = load_samples(samples_path)
-        metrics = evaluate_samples(samples, reference=reference, extractors=extractors,
-                                   prdc_protocol=cfg.evaluate.prdc_protocol, nearest_k=cfg.evaluate.nearest_k,
-                                   batch_size=cfg.evaluate.batch_size, progress=progress)
+        metrics = evaluate_features(cfg, samples, reference, feature_extractors(cfg, device, domain),
+                                    progress=progress)
         images = torch.from_numpy(samples["images"]).permute(0, 3, 1, 2)
         metrics["clip_score"] = clip_score(scorer, images, [str(c) for c in samples["captions"]], bank)
         metrics["clip_score_real"] = clip_score(scorer, torch.from_numpy(real),
