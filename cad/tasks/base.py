@@ -62,15 +62,26 @@ class DiffusionModule(L.LightningModule):
         """The batch before noising (a task's augmentation draws from the step's generator here); as is by default."""
         return batch
 
+    @property
+    def latent_codec(self):
+        """A latent-space task's frozen VAE (cad.backbones.latent_vae), None in pixel space. Set with
+        ``set_latent_codec``: kept out of the registered submodules, so in no optimiser, EMA or checkpoint."""
+        return self.__dict__.get("_latent_codec")
+
+    def set_latent_codec(self, codec) -> None:
+        self.__dict__["_latent_codec"] = codec  # past nn.Module.__setattr__: not a submodule
+
     def sample_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        """The shape the sampler draws in for images of ``image_shape``: the images' own (pixel space) by default; a
-        latent-space task returns its latents' shape."""
-        return tuple(image_shape)
+        """The shape the sampler draws in for images of ``image_shape``: the images' own in pixel space, the latents'
+        in latent space."""
+        codec = self.latent_codec
+        return tuple(image_shape) if codec is None else codec.latent_shape(tuple(image_shape))
 
     def to_images(self, x: Tensor) -> Tensor:
-        """Sampler outputs -> images in [-1, 1]: the identity in pixel space; a latent-space task decodes here
-        (``generate(..., to_images=module.to_images)``)."""
-        return x
+        """Sampler outputs -> images in [-1, 1] (``generate(..., to_images=module.to_images)``): the identity in pixel
+        space, the VAE's decoder (to the run's image channels) in latent space."""
+        codec = self.latent_codec
+        return x if codec is None else codec.decode(x, channels=self.hparams.image_shape[0])
 
     def training_pair(self, cond: Condition) -> tuple[Condition, Condition]:
         """The (positive, negative) branches the guidance-aligned loss combines; a task with guidance defines it."""

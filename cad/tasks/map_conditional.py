@@ -59,12 +59,13 @@ class MapConditionalDiffusion(DiffusionModule):
         hp = self.hparams
         self.method = Method(**hp.method)
         if hp.backbone == SD_CONTROLNET:
-            # tuples: the frozen VAE and text encoder stay out of the state dict, the checkpoints and the EMA
-            self._codec, self._text_encoder = (self.build_codec(),), (load_sd_text_encoder(hp.base_weights),)
+            # the frozen VAE and text encoder stay out of the state dict, the checkpoints and the EMA
+            self.set_latent_codec(self.build_codec())
+            self._text_encoder = (load_sd_text_encoder(hp.base_weights),)
             null_tokens = self.text_encoder([""]).cpu()  # the empty caption: SD's unconditional text states
             return SDControlNet(load_sd_unet(hp.base_weights), hp.map_channels, self.method.use_coherence,
                                 null_tokens=null_tokens)
-        self._codec, self._text_encoder = (None,), (None,)
+        self._text_encoder = (None,)
         base = build_base(hp.backbone, tuple(hp.image_shape))
         base.load_state_dict(torch.load(hp.base_weights, map_location="cpu", weights_only=True))
         return ControlledUNet(base, hp.map_channels, use_coherence=self.method.use_coherence)
@@ -78,34 +79,21 @@ class MapConditionalDiffusion(DiffusionModule):
         return load_vae(self.hparams.vae_weights)
 
     @property
-    def codec(self):
-        return self._codec[0]
-
-    @property
     def text_encoder(self) -> SDTextEncoder | None:
         return self._text_encoder[0]
-
-    def sample_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        """In latent space the sampler draws the VAE latents of ``image_shape`` images: (4, H / 8, W / 8) for SD."""
-        return tuple(image_shape) if self.codec is None else self.codec.latent_shape(tuple(image_shape))
-
-    def to_images(self, x: torch.Tensor) -> torch.Tensor:
-        """In latent space, sampled latents -> images in [-1, 1] by the frozen VAE's decoder (with the run's image
-        channels); the identity in pixel space."""
-        return x if self.codec is None else self.codec.decode(x, channels=self.hparams.image_shape[0])
 
     @torch.no_grad()
     def prepare(self, batch: dict, generator: torch.Generator) -> dict:
         """In latent space, the images become their (scaled) VAE latents before noising (maps are left at the image
         resolution) and the captions (``caption``, a list of strings) their text states ``tokens``, unless the batch
         brings precomputed ``tokens``."""
-        if self.codec is None:
+        if self.latent_codec is None:
             return batch
         image = batch["image"]
-        for frozen in (self.codec, self.text_encoder):
+        for frozen in (self.latent_codec, self.text_encoder):
             if hasattr(frozen, "to"):
                 frozen.to(image.device)
-        batch = {**batch, "image": self.codec.encode(image).to(image.dtype)}
+        batch = {**batch, "image": self.latent_codec.encode(image).to(image.dtype)}
         if "tokens" not in batch and "caption" in batch:
             batch["tokens"] = self.text_encoder(list(batch["caption"]))
         return batch

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cad.backbones import build_backbone
-from cad.backbones.latent_vae import LatentCodec, load_vae
+from cad.backbones.latent_vae import load_vae
 from cad.conditioning import Condition
 from cad.guidance import aligned_loss_pair, null_prompt_pair
 from cad.tasks.base import DiffusionModule
@@ -40,20 +40,10 @@ class TextConditionalDiffusion(DiffusionModule):
     def build_model(self) -> nn.Module:
         hp = self.hparams
         self.method = Method(**hp.method)
-        # Not a registered submodule (see the module docstring): set in __dict__, past nn.Module.__setattr__.
-        self.__dict__["codec"] = load_vae(hp.latent_vae) if hp.get("latent_vae") else None
+        self.set_latent_codec(load_vae(hp.latent_vae) if hp.get("latent_vae") else None)  # not a submodule
         channels, height, width = self.sample_shape(hp.image_shape)
         return build_backbone(hp.backbone, image_size=(height, width), in_channels=channels, num_classes=None,
                               token_dim=hp.token_dim, use_coherence=self.method.use_coherence)
-
-    @property
-    def latent_codec(self) -> LatentCodec | None:
-        """The frozen VAE in latent space, None in pixel space."""
-        return self.__dict__["codec"]
-
-    def sample_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        codec = self.latent_codec
-        return tuple(image_shape) if codec is None else codec.latent_shape(tuple(image_shape))
 
     def prepare(self, batch: dict, generator: torch.Generator) -> dict:
         """Captions without tokens are encoded here, on the batch's device, by the frozen ``text_encoder``; in latent
@@ -77,12 +67,6 @@ class TextConditionalDiffusion(DiffusionModule):
 
             encoder = self.__dict__["text_encoder_model"] = load_text_encoder(self.hparams.text_encoder)
         return encoder.to(device)
-
-    def to_images(self, x: torch.Tensor) -> torch.Tensor:
-        """Samples -> images of ``image_shape`` in [-1, 1]: decoded by the codec in latent space, as is in pixels."""
-        if self.latent_codec is None:
-            return x
-        return self.latent_codec.decode(x, channels=self.hparams.image_shape[0])
 
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> Condition:
         mask = batch["token_mask"]
