@@ -229,3 +229,6 @@ def test_fig6b_at_the_paper_scale_runs_through_the_command_line(files, tmp_path,
     assert (dirs.sample / "grid.png").is_file() and (dirs.train / "noise.json").is_file()
     (table,) = (tmp_path / "results" / "tables").glob("fig6b-*.md")  # named by the tiny overrides, not the paths
     assert "sd_weights" not in table.name and "ADE20K" in table.read_text()
+    # the paper scale's requests are ADE20K's validation maps, not the canvases of the cpu scale, and say so
+    assert "ADE20K validation" in json.loads((dirs.sample / "seeds.json").read_text())["rule"]
+    assert "the ADE20K validation maps" in table.read_text() and "canvases" not in table.read_text()

@@ -67,6 +67,14 @@ def test_the_paper_config_is_the_authors_latent_setting():
     assert get_task("text").image_shape(cfg) == (3, 256, 256)
 
 
+def test_the_requests_are_described_per_scale():
+    """Table notes and seeds.json say what was asked: COCO captions at the paper scale, canvas captions below."""
+    task = get_task("text")
+    assert "COCO-10K" in task.seed_rule_at("paper") and "COCO-10K" in task.request_note_at("paper")
+    for scale in ("cpu", "smoke"):
+        assert "canvas" in task.seed_rule_at(scale) and "canvases" in task.request_note_at(scale)
+
+
 @pytest.mark.parametrize("override, message", [
     ("sample.clip_x0=true", "clip_x0"), ("data.resolution=100", "multiple of 8"),
     ("backbone.latent_vae=null", "latent space"), ("sample.num_samples=20000", "COCO-10K")])

@@ -263,7 +263,7 @@ def write(experiment: Experiment, scale: str, results: list[RunResult], root: Pa
     if experiment.sweep_key is None or experiment.best_of:
         task = get_task(experiment.task)
         rows = best_of_sweep(results, experiment.best_of, experiment.sweep_key) if experiment.best_of else results
-        notes = table_notes(rows, task.request_note, experiment.sweep_key if experiment.best_of else None)
+        notes = table_notes(rows, task.request_note_at(scale), experiment.sweep_key if experiment.best_of else None)
         if experiment.best_of:
             atomic_write_text(root / "tables" / f"{stem}-sweep.csv", sweep_csv(results, experiment.sweep_key))
             notes["selection"] = (f"each method at the {experiment.sweep_key} of its lowest {experiment.best_of} over "

@@ -189,7 +189,8 @@ def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator
     uint8 = to_uint8(images)
     extras = task.sample_extras(requests)
     save_samples(dirs.sample / "samples.npz", uint8, extras.pop("labels", None), np.asarray(seeds), **extras)
-    atomic_write_json(dirs.sample / "seeds.json", {"rule": task.seed_rule, "seeds": seeds, "labels": requests})
+    atomic_write_json(dirs.sample / "seeds.json",
+                      {"rule": task.seed_rule_at(cfg.scale), "seeds": seeds, "labels": requests})
     task.save_grid(dirs.sample / "grid.png", uint8, requests, cfg)
     mark_done(dirs.sample, "sample", {"num_samples": len(seeds), "wall_s": round(time.time() - start, 1)})
     print(f"[sample] {cfg.dataset}/{cfg.method.name}: {len(seeds)} samples in {time.time() - start:.0f} s")

@@ -119,6 +119,8 @@ class MapTask(Task):
     name = "map"
     request_note = "the exact class maps of the test canvases"
     seed_rule = "seed = sample.seed * 1e6 + i; map = test canvas i's class map"
+    paper_request_note = "the ADE20K validation maps (cad/tasks/map_paper.py)"
+    paper_seed_rule = "seed = sample.seed * 1e6 + i; map = ADE20K validation image i's map"
     paper_samples = "2000 (the ADE20K validation set)"
 
     def validate(self, cfg: DictConfig) -> None:

@@ -23,7 +23,16 @@ from omegaconf import DictConfig
 class Task:
     name: str = ""
     request_note: str = ""  # how evaluation requests are chosen, for table notes
+    seed_rule: str = ""  # how sample i's seed and request are chosen, written beside the samples (seeds.json)
+    paper_request_note: str | None = None  # the same two at the paper scale, where they differ
+    paper_seed_rule: str | None = None
     paper_samples: str = "50k"  # how many samples the paper evaluates on, for table notes
+
+    def request_note_at(self, scale: str) -> str:
+        return self.paper_request_note if scale == "paper" and self.paper_request_note else self.request_note
+
+    def seed_rule_at(self, scale: str) -> str:
+        return self.paper_seed_rule if scale == "paper" and self.paper_seed_rule else self.seed_rule
 
     def validate(self, cfg: DictConfig) -> None: ...
 

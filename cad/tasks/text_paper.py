@@ -114,6 +114,7 @@ def paper_evaluate(cfg: DictConfig, samples_path: Path, *, device, progress: boo
     samples = load_samples(samples_path)
     n = len(samples["images"])
 
+    @functools.cache  # read once: the reference features (when not cached) and the real-image CLIPScore both need it
     def real() -> np.ndarray:
         return np.stack([coco.uint8_image(i) for i in range(n)])
 

@@ -102,6 +102,8 @@ class TextTask(Task):
     name = "text"
     request_note = "true captions of the test canvases"
     seed_rule = "seed = sample.seed * 1e6 + i; caption = test canvas i's true caption"
+    paper_request_note = "the captions of the COCO-10K subset (cad/data/coco.py)"
+    paper_seed_rule = "seed = sample.seed * 1e6 + i; caption = the COCO-10K subset's caption i"
     paper_samples = "10k (COCO-10K)"
 
     def validate(self, cfg: DictConfig) -> None:
