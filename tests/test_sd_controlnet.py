@@ -152,6 +152,8 @@ def test_the_map_module_trains_the_sd_controlnet_in_latent_space(tmp_path, monke
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert trained == {id(p) for p in module.model.control.parameters()}
     assert not any(k.startswith("_codec") or "codec" in k for k in module.state_dict())
+    base = dict(module.model.base.named_parameters())  # the EMA references the frozen UNet (no 3.4 GB copy at SD size)
+    assert all(p is base[k] for k, p in module.ema.module.base.named_parameters())
     batch = {"image": torch.rand(2, 3, 64, 64) * 2 - 1, "map": torch.randint(0, K, (2, 64, 64)),
              "coherence_map": torch.rand(2, 1, 64, 64), "caption": ["a red sofa", ""]}
     prepared = module.prepare(batch, torch.Generator())

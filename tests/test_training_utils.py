@@ -79,6 +79,24 @@ def test_ema_copy_is_frozen():
     assert not any(p.requires_grad for p in build_ema(Tiny(), decay=0.9, warmup=None).parameters())
 
 
+def test_ema_shares_frozen_parameters_and_averages_the_rest():
+    """A ControlNet's frozen base is referenced by the EMA, not copied; the trainable part is averaged as before."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
+    model[0].requires_grad_(False)
+    ema = build_ema(model, decay=0.5, warmup=None)
+    assert ema.module[0].weight is model[0].weight and ema.module[0].bias is model[0].bias
+    assert ema.module[1].weight is not model[1].weight
+    assert ema.module[1].weight.data_ptr() != model[1].weight.data_ptr()
+    ema.update_parameters(model)
+    start = model[1].weight.detach().clone()
+    with torch.no_grad():
+        model[1].weight.add_(1.0)
+    ema.update_parameters(model)
+    torch.testing.assert_close(ema.module[1].weight, start + 0.5)
+    torch.testing.assert_close(ema.module[0].weight, model[0].weight)
+    assert {k for k in ema.module.state_dict()} == {k for k in model.state_dict()}
+
+
 def test_ema_decay_rule():
     assert ema_decay(5, decay=0.9999, warmup=None) == 0.9999
     assert ema_decay(1, decay=0.9999, warmup=10) == pytest.approx(2 / 11)
