@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from cad.data.formats import ImageArrays
 from cad.data.labelled import to_unit_range
 from cad.io import atomic_path, atomic_write_json, sha256_file
+from cad.training.loop_checkpoint import partial_path
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ def _load_entry(weights_path: Path, meta_path: Path, expected: dict, model: nn.M
 def load_or_train(weights_path: Path, expected_meta: dict, build: Callable[[], nn.Module],
                   fit: Callable[[nn.Module], float]) -> tuple[nn.Module, dict]:
     """The cached model at ``weights_path`` if whole and matching ``expected_meta``; else ``fit`` a fresh
-    ``build()`` (``fit`` trains it and returns its test accuracy) and cache it."""
+    ``build()`` (``fit`` trains it and returns its test accuracy) and cache it. A ``fit`` that keeps snapshots does
+    so at ``partial_path(weights_path)`` (cad.training.loop_checkpoint), removed here once the weights are cached."""
     meta_path = weights_path.with_suffix(".json")
     model = build()
     if weights_path.exists() or meta_path.exists():
@@ -129,6 +131,7 @@ def load_or_train(weights_path: Path, expected_meta: dict, build: Callable[[], n
     meta = {**expected_meta, "test_accuracy": accuracy, "train_seconds": round(time.time() - start, 1),
             "sha256": sha256_file(weights_path)}
     atomic_write_json(meta_path, meta)
+    partial_path(weights_path).unlink(missing_ok=True)
     log.info("cached %s (test accuracy %.4f)", weights_path, accuracy)
     return model, meta
 

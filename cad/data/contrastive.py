@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cad.data.canvases import CanvasRecipe, canvas_batch
+from cad.training.loop_checkpoint import LoopCheckpoint
 
 ROLES = {"coherence": dict(width=32, seed=11), "clipscore": dict(width=48, seed=23)}
 
@@ -93,21 +94,26 @@ class ContrastiveModel(nn.Module):
 
 
 def train_contrastive(model: ContrastiveModel, canvases, bank: CaptionBank, recipe: CanvasRecipe, *,
-                      train_indices: np.ndarray, eval_indices: np.ndarray, seed: int, progress: bool = False) -> float:
+                      train_indices: np.ndarray, eval_indices: np.ndarray, seed: int, progress: bool = False,
+                      checkpoint: LoopCheckpoint | None = None) -> float:
     """Train on (canvas, true caption) pairs of ``train_indices``; return the top-1 retrieval accuracy on
-    ``eval_indices`` in batches of 100."""
+    ``eval_indices`` in batches of 100. Resumable from ``checkpoint``'s snapshots (cad.training.loop_checkpoint)."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
+    start = checkpoint.resume(model, optimizer, numpy=rng) if checkpoint else 0
     model.train()
-    for _ in tqdm(range(recipe.steps), desc="contrastive", disable=not progress):
+    for step in tqdm(range(start, recipe.steps), desc="contrastive", disable=not progress, initial=start,
+                     total=recipe.steps):
         chosen = rng.choice(train_indices, recipe.batch_size, replace=False)
         images, captions = canvas_batch(canvases, chosen, "true_caption")
         loss = model.loss(images, bank.pooled(captions))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if checkpoint:
+            checkpoint.maybe_save(step + 1, model, optimizer, numpy=rng)
     return retrieval_accuracy(model, canvases, bank, eval_indices[:recipe.eval_size])
 
 

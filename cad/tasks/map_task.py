@@ -43,11 +43,13 @@ from cad.tasks.checks import check_canvas_run, check_extractors
 from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
+from cad.training.loop_checkpoint import LoopCheckpoint, partial_path
 from cad.training.pretrain import pretrain_unconditional
 
 COHERENCE_MAPS = ("uniform", "canny", "confidence", "square")
 DOMAIN_EXTRACTOR = "segmenter"  # the mIoU segmenter's pooled features
 BASE_STEPS = {"cpu": 3000, "smoke": 20}  # unconditional pre-training of the base (AdamW lr 1e-3, batch 64)
+SNAPSHOT_EVERY = 100  # base pre-training steps between snapshots (~5 min on one core at the cpu scale)
 STAND_IN = "two-object {} canvases (stand-in for ADE20k)"
 
 
@@ -69,7 +71,8 @@ def base_weights(cfg: DictConfig) -> Path:
 
     def fit(model) -> float:  # its "test accuracy" entry holds the final training loss
         return pretrain_unconditional(model, images, len(canvases), steps=meta["steps"], batch_size=64, lr=1e-3,
-                                      seed=0, schedule=meta["schedule"], progress=True)
+                                      seed=0, schedule=meta["schedule"], progress=True,
+                                      checkpoint=LoopCheckpoint(partial_path(path), meta, every=SNAPSHOT_EVERY))
 
     load_or_train(path, meta, build, fit)
     return path

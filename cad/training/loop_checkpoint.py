@@ -1,0 +1,77 @@
+"""Resumable plain training loops: the one-off models the suite trains outside Lightning (the map task's base
+pre-training, 2.5 h on one core; the text task's contrastive models, ~1 h) snapshot their progress so that a killed
+session goes on from the last snapshot instead of step 0.
+
+A snapshot holds the model, the optimiser, the step, the loop's random generators (numpy ``Generator`` and torch
+``Generator`` states, and torch's global state for dropout) and what the loop has logged, written atomically to
+``<weights>.partial.pt`` beside the cache file the loop is training for, every ``every`` steps.
+``load_or_train`` (cad.data.classifier_training) removes it once the finished weights are cached. A snapshot made
+with other settings (``meta``) is ignored and the loop starts over. Resumed, the loop ends on the uninterrupted
+loop's weights bit for bit (tests/test_loop_checkpoint.py).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cad.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def partial_path(weights_path: str | Path) -> Path:
+    """Where the loop training the cache file ``weights_path`` keeps its snapshot."""
+    weights_path = Path(weights_path)
+    return weights_path.with_name(weights_path.stem + ".partial.pt")
+
+
+class LoopCheckpoint:
+    """Snapshots of one loop at ``path`` (None: none kept, every call is a no-op) every ``every`` steps.
+
+    ``state`` names what is saved and restored besides the model and optimiser: ``numpy`` (a ``np.random.Generator``),
+    ``torch`` (a ``torch.Generator``) and ``logged`` (a list the loop appends to)."""
+
+    def __init__(self, path: Path | None, meta: dict, every: int):
+        if every < 1:
+            raise ValueError(f"every must be >= 1 step, got {every}")
+        self.path, self.meta, self.every = path, meta, every
+
+    def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, numpy: np.random.Generator,
+               torch_gen: torch.Generator | None = None, logged: list | None = None) -> int:
+        """Restore the snapshot into the given objects and return its step (0 when there is none to use)."""
+        if self.path is None or not self.path.is_file():
+            return 0
+        try:
+            snap = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 -- unreadable: start over rather than fail
+            log.warning("snapshot %s is unreadable (%s); starting over", self.path, err)
+            return 0
+        if snap.get("meta") != self.meta:
+            log.warning("snapshot %s was made with other settings; starting over", self.path)
+            return 0
+        model.load_state_dict(snap["model"])
+        optimizer.load_state_dict(snap["optimizer"])
+        numpy.bit_generator.state = snap["numpy"]
+        if torch_gen is not None:
+            torch_gen.set_state(snap["torch"])
+        torch.set_rng_state(snap["torch_global"])
+        if logged is not None:
+            logged[:] = snap["logged"]
+        print(f"[resume] {self.path.name}: from step {snap['step']}")
+        return int(snap["step"])
+
+    def maybe_save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, *,
+                   numpy: np.random.Generator, torch_gen: torch.Generator | None = None,
+                   logged: list | None = None) -> None:
+        """After ``step`` steps are done: a snapshot when ``step`` is a multiple of ``every``."""
+        if self.path is None or step % self.every:
+            return
+        snap = {"meta": self.meta, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "numpy": numpy.bit_generator.state, "torch": None if torch_gen is None else torch_gen.get_state(),
+                "torch_global": torch.get_rng_state(), "logged": list(logged or [])}
+        with atomic_path(self.path) as tmp:
+            torch.save(snap, tmp)
