@@ -171,4 +171,4 @@ def test_the_paper_scale_latent_preset_is_the_authors_cad_256_rin():
     with torch.device("meta"):
         model = build_backbone("rin_text_latent256", token_dim=2048)  # FLAN-T5-XL's width
     assert (model.in_channels, model.image_size, model.patch_size) == (4, 32, 2)  # SD-VAE latents of 256x256 images
-    assert round(count_parameters(model) / 1e6, 1) == 331.5  # the paper quotes 188M (see the preset's comment)
+    assert round(count_parameters(model) / 1e6, 1) == 331.5  # as the authors' cad_256 (the preset's comment)

@@ -26,7 +26,7 @@ BACKBONES: dict[str, type[nn.Module]] = {
     "rin_smoke": RIN,
     "rin_text_cpu": RIN,
     "rin_text_smoke": RIN,
-    "rin_text_latent256": RIN,  # 331.5M parameters here with FLAN-T5-XL tokens (paper sec. 4.1 quotes 188M)
+    "rin_text_latent256": RIN,  # 331.5M parameters with FLAN-T5-XL tokens, as the authors' own cad_256 network
     "rin_text_latent_tiny": RIN,
     "unet_cpu": UNet,
     "unet_smoke": UNet,
@@ -78,8 +78,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # The paper-scale text-to-image RIN in SD-VAE latent space (backbone.latent_vae, cad.backbones.latent_vae): the
     # authors' cad/configs/overrides/cad_256.yaml over model/network/cad_rin_text.yaml: 256x256 images, 4x32x32
-    # latents, patch 2 (256 data tokens), 16 text registers; token_dim 2048 (FLAN-T5-XL). Our RIN counts 331.5M
-    # parameters for it where the paper (sec. 4.1) says 188M; the gap is not explained by the released configs.
+    # latents, patch 2 (256 data tokens), 16 text registers; token_dim 2048 (FLAN-T5-XL). Our RIN counts 331,546,896
+    # parameters; the authors' CADRINTextCond built from the same configs (cad-diffusion 1.2) counts 331,548,944
+    # trainable (their 256 learned latents + time added to each vs our 255 + a time token; their 1024-d coherence
+    # position embedding). The paper's 188M (sec. 4.1) matches their configs with latents_dim 768 (cc12m_64_rin_small:
+    # 188.5M), not the released cad_256 model (its pretrained CAD_256 weights load into the 331.5M network).
     "rin_text_latent256": dict(
         image_size=32, in_channels=4, num_classes=None, use_coherence=True, text_layers=2, num_registers=16,
         patch_size=2, data_dim=256, num_latents=256, latent_dim=1024, num_blocks=4, num_layers_per_block=4,
