@@ -1,5 +1,6 @@
 """Resumable plain training loops: the one-off models the suite trains outside Lightning (the map task's base
-pre-training, 2.5 h on one core; the text task's contrastive models, ~1 h) snapshot their progress so that a killed
+pre-training, 2.5 h on one core of an Intel Xeon with AVX512-BF16; the text task's contrastive models, ~1 h there)
+snapshot their progress so that a killed
 session goes on from the last snapshot instead of step 0.
 
 A snapshot holds the model, the optimiser, the step, the loop's random generators (numpy ``Generator`` and torch
@@ -30,12 +31,10 @@ def partial_path(weights_path: str | Path) -> Path:
 
 
 class LoopCheckpoint:
-    """Snapshots of one loop at ``path`` (None: none kept, every call is a no-op) every ``every`` steps.
+    """Snapshots of one loop at ``path`` every ``every`` steps. Besides the model and optimiser, ``resume`` and
+    ``maybe_save`` take the loop's ``numpy`` generator, its ``torch_gen`` and ``logged`` (a list it appends to)."""
 
-    ``state`` names what is saved and restored besides the model and optimiser: ``numpy`` (a ``np.random.Generator``),
-    ``torch`` (a ``torch.Generator``) and ``logged`` (a list the loop appends to)."""
-
-    def __init__(self, path: Path | None, meta: dict, every: int):
+    def __init__(self, path: Path, meta: dict, every: int):
         if every < 1:
             raise ValueError(f"every must be >= 1 step, got {every}")
         self.path, self.meta, self.every = path, meta, every
@@ -43,7 +42,7 @@ class LoopCheckpoint:
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, numpy: np.random.Generator,
                torch_gen: torch.Generator | None = None, logged: list | None = None) -> int:
         """Restore the snapshot into the given objects and return its step (0 when there is none to use)."""
-        if self.path is None or not self.path.is_file():
+        if not self.path.is_file():
             return 0
         try:
             snap = torch.load(self.path, map_location="cpu", weights_only=False)
@@ -68,7 +67,7 @@ class LoopCheckpoint:
                    numpy: np.random.Generator, torch_gen: torch.Generator | None = None,
                    logged: list | None = None) -> None:
         """After ``step`` steps are done: a snapshot when ``step`` is a multiple of ``every``."""
-        if self.path is None or step % self.every:
+        if step % self.every:
             return
         snap = {"meta": self.meta, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "numpy": numpy.bit_generator.state, "torch": None if torch_gen is None else torch_gen.get_state(),
