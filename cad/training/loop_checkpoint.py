@@ -1,7 +1,6 @@
 """Resumable plain training loops: the one-off models the suite trains outside Lightning (the map task's base
 pre-training, 2.5 h on one core of an Intel Xeon with AVX512-BF16; the text task's contrastive models, ~1 h there)
-snapshot their progress so that a killed
-session goes on from the last snapshot instead of step 0.
+snapshot their progress so that a killed session goes on from the last snapshot instead of step 0.
 
 A snapshot holds the model, the optimiser, the step, the loop's random generators (numpy ``Generator`` and torch
 ``Generator`` states, and torch's global state for dropout) and what the loop has logged, written atomically to
