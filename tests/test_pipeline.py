@@ -111,6 +111,8 @@ def test_committed_results_render_without_weights_and_a_new_stage_retrains(tmp_p
     (["fig5b", "sample.guidance_scale=2"], "fig5b sweeps sample.guidance_scale"),
     (["table5d", "train.precision=fp16"], "valid: auto, 32-true, bf16-mixed"),
     (["table5d", "method.loss=weighted"], "a run's method is its file"),
+    (["guidance_loss", "--variants", "fancy"], "guidance_loss has the variants plain, aligned; valid: a subset"),
+    (["table5d", "--variants", "plain"], "table5d has no variants; valid: a subset of those (none)"),
 ])
 def test_bad_values_are_refused_before_any_run_folder_exists(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CAD_RESULTS", str(tmp_path))
@@ -166,3 +168,14 @@ def test_every_stage_runs_on_the_gpu(tmp_path):
     assert stages.run_device("gpu").type == "cuda" and "fid" in metrics
     module = stages.load_sampling_model(cfg, dirs, device=stages.run_device("gpu"))
     assert {p.device.type for p in module.parameters()} == {"cuda"}
+
+
+def test_variants_select_the_runs_of_an_ablation():
+    """``--variants aligned`` plans only that variant's runs (one variant per core or session)."""
+    experiment = load_experiment("guidance_loss")
+    args = cli.parse_args(["guidance_loss", "--scale", "smoke", "--variants", "aligned"])
+    every = cli._configs(experiment, "smoke", ["mnist"], ["cfg"], [], args)
+    chosen = cli._configs(experiment, "smoke", ["mnist"], ["cfg"], [], args, chosen=args.variants)
+    assert {p.variant for p in every} == {"plain", "aligned"}
+    assert [p.variant for p in chosen] == ["aligned"] * len(experiment.values_at("smoke"))
+    assert all(p.cfg.train.guidance_loss.w_max == 3.0 for p in chosen)

@@ -37,6 +37,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", help="subset of the experiment's methods (default: all of them)")
     parser.add_argument("--values", nargs="+", type=float,
                         help="subset of a sweep's values (default: all of them), e.g. a learning curve's first points")
+    parser.add_argument("--variants", nargs="+",
+                        help="subset of an ablation's variants (default: all of them), e.g. one per core or session")
     parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"),
                         help="Lightning accelerator (auto: the GPU if there is one); precision 'auto' follows it")
     parser.add_argument("--devices", type=int, default=1, help="devices per node (DDP when more than one)")
@@ -68,10 +70,11 @@ class Planned(NamedTuple):
 
 
 def _configs(experiment, scale: str, datasets: list[str], methods: list[str], overrides: list[str],
-             args: argparse.Namespace, values: list[float] | None = None) -> list[Planned]:
-    """Every run (of ``values`` only, when given); a user override of the swept key is refused. The experiment's own
-    overrides for the scale (a learning curve's length) come first, then its variant's (an ablation), then the
-    user's."""
+             args: argparse.Namespace, values: list[float] | None = None,
+             chosen: list[str] | None = None) -> list[Planned]:
+    """Every run (of ``values`` and of the ``chosen`` variants only, when given); a user override of the swept key is
+    refused. The experiment's own overrides for the scale (a learning curve's length) come first, then its variant's
+    (an ablation), then the user's."""
     sweep = experiment.values_at(scale) if experiment.sweep_key else [None]
     if values:
         unknown = [v for v in values if v not in sweep]
@@ -86,6 +89,13 @@ def _configs(experiment, scale: str, datasets: list[str], methods: list[str], ov
                           f"valid: leave {experiment.sweep_key} out of the overrides")
     fixed = experiment.overrides_at(scale)
     variants = experiment.variants or {None: []}
+    if chosen:
+        unknown = [v for v in chosen if v not in variants]
+        if unknown:
+            raise ConfigError(f"--variants {unknown[0]}: {experiment.name} has "
+                              + (f"the variants {', '.join(variants)}" if experiment.variants else "no variants")
+                              + "; valid: a subset of those" + ("" if experiment.variants else " (none)"))
+        variants = {n: variants[n] for n in chosen}
     return [Planned(d, m, v, resolve(scale, d, m, fixed + list(variants[n]) + overrides
                                      + ([f"{experiment.sweep_key}={v}"] if v is not None else []),
                                      task=experiment.task, accelerator=args.accelerator, devices=args.devices), n)
@@ -136,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             if method not in _choices("method"):
                 raise ConfigError(f"unknown method '{method}'; valid: {', '.join(_choices('method'))}")
         run_datasets, shown_datasets = experiment_datasets(experiment, args.scale, args.datasets)
-        configs = _configs(experiment, args.scale, run_datasets, methods, list(args.overrides), args, args.values)
+        configs = _configs(experiment, args.scale, run_datasets, methods, list(args.overrides), args, args.values,
+                           args.variants)
         # The table or figure shows every finished run of its datasets, all of the experiment's methods, so it can be
         # completed one dataset or one method at a time; a method the overrides do not apply to (a label-coherence
         # mix for a method without coherence) has no such run.
