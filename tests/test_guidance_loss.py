@@ -118,14 +118,3 @@ def test_the_ablation_runs_each_method_once_per_loss_and_labels_its_lines():
     header, first = report.sweep_csv(results, experiment.sweep_key).splitlines()[:2]
     assert header == "dataset,method,variant,sample.guidance_scale,fid" and first == "fashion_mnist,cfg,plain,0.0,1.0"
 
-
-def test_the_cpu_ablation_is_fp32_on_every_cpu(monkeypatch):
-    """Its sessions land on CPUs with and without native bf16: `auto` would give its runs a different identity on
-    each, so the experiment pins fp32 (no slower for unet_cpu where bf16 is native, results/benchmarks/presets.md)."""
-    from cad import hardware
-    from cad.experiment.config import load_experiment
-    overrides = load_experiment("guidance_loss").overrides_at("cpu")
-    monkeypatch.setattr(hardware, "bf16_native", lambda device_type: True)
-    assert resolve("cpu", "fashion_mnist", "cfg").train.precision == "bf16-mixed"
-    cfg = resolve("cpu", "fashion_mnist", "cfg", overrides)
-    assert (cfg.train.precision, cfg.sample.precision, cfg.evaluate.precision) == ("32-true",) * 3

@@ -179,3 +179,18 @@ def test_variants_select_the_runs_of_an_ablation():
     assert {p.variant for p in every} == {"plain", "aligned"}
     assert [p.variant for p in chosen] == ["aligned"] * len(experiment.values_at("smoke"))
     assert all(p.cfg.train.guidance_loss.w_max == 3.0 for p in chosen)
+
+
+@pytest.mark.parametrize("name", ["guidance_loss", "conditioning", "curve5d", "fig3a", "fig3c", "fig2b", "fig6b",
+                                  "fig6a"])
+def test_experiments_spread_over_sessions_are_fp32_on_every_cpu(name, monkeypatch):
+    """Their sessions land on CPUs with and without native bf16, where `auto` would give a run two identities: the
+    class experiments pin fp32 at the cpu scale, the text and map tasks do so for all their experiments."""
+    from cad import hardware
+    experiment = load_experiment(name)
+    monkeypatch.setattr(hardware, "bf16_native", lambda device_type: True)
+    assert resolve("cpu", "fashion_mnist", "cad").train.precision == "bf16-mixed"  # `auto` where bf16 is native
+    method = experiment.methods[0]
+    dataset = experiment.datasets[0] if experiment.datasets else "fashion_mnist"
+    cfg = resolve("cpu", dataset, method, experiment.overrides_at("cpu"), task=experiment.task)
+    assert (cfg.train.precision, cfg.sample.precision, cfg.evaluate.precision) == ("32-true",) * 3
