@@ -18,7 +18,8 @@ from cad.experiment.config import (ConfigError, experiment_choices, load_experim
 from cad.experiment.runs import is_done, read_metrics, run_dirs
 from cad.data.errors import DatasetNotFoundError
 from cad.data.paper_classifiers import ClassifierWeightsNotFoundError
-from cad.experiment.stages import is_global_zero, run
+from cad.experiment.park import park_list
+from cad.experiment.stages import ema_weights, is_global_zero, run, train_until
 from cad.tasks.base import NonFiniteLossError
 
 # Errors whose message already tells the user what is wrong and what to do: printed without a traceback.
@@ -46,6 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (CI logs)")
     parser.add_argument("--render-only", action="store_true",
                         help="run nothing: write the table or figure from the runs already finished")
+    parser.add_argument("--park", action="store_true",
+                        help="run nothing: list the files the unfinished runs need to go on on another machine "
+                             "(e.g. git add -f $(./reproduce.sh <experiment> --park)); see cad/experiment/park.py")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.total_steps=500")
     # key=value tokens are overrides wherever they stand (a greedy --datasets/--methods list would swallow them)
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
@@ -125,6 +129,12 @@ def experiment_datasets(experiment, scale: str, requested: list[str] | None) -> 
     return list(requested or default), shown
 
 
+def _parking(cfg, experiment: str, root) -> tuple:
+    """(run dirs, EMA weights path, step the sampling reads at) of one planned run, for ``park_list``."""
+    dirs, until = run_dirs(cfg, experiment, root / "raw"), train_until(cfg)
+    return dirs, ema_weights(dirs, until, cfg.train.total_steps), until
+
+
 def finished_results(experiment, configs: list, root) -> list:
     """The finished runs among ``configs`` (from their files alone: a table renders without weights or samples)."""
     results = []
@@ -157,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     root = results_dir() / "smoke" if args.scale == "smoke" else results_dir()
+    if args.park:
+        for path in park_list(experiment.task, [_parking(p.cfg, experiment.name, root) for p in configs]):
+            print(path)
+        return 0
     start = time.time()
     for planned in [] if args.render_only else configs:
         cfg, value = planned.cfg, planned.value

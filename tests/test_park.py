@@ -1,0 +1,104 @@
+"""--park (cad.experiment.park): the committed files plus the parked ones are enough for another machine to go on
+with an unfinished experiment; a finished run parks nothing."""
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from cad.experiment import cli, stages
+from cad.experiment.config import resolve
+from cad.experiment.park import park_list
+from cad.experiment.runs import read_done, run_dirs
+from cad.paths import REPO_ROOT
+from cad.tasks.class_conditional import ClassConditionalDiffusion
+
+TINY = ["train.total_steps=6", "train.checkpoint_every=2", "train.warmup_steps=2", "data.subset=256",
+        "data.batch_size=16", "train.log_every=1"]
+
+
+def _train(cfg, dirs):
+    stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)
+    return torch.load(dirs.train / "model_ema.pt", weights_only=True)
+
+
+def _parking(cfg, dirs):
+    return [(dirs, stages.ema_weights(dirs, stages.train_until(cfg), cfg.train.total_steps), stages.train_until(cfg))]
+
+
+def _what_git_carries(root, files, parked, destination):
+    """Copy to ``destination`` the files under ``root`` that the repository's .gitignore lets git commit (asked of git
+    itself, as if ``root`` were ``results/raw``), plus the ``parked`` ones (``git add -f``)."""
+    relative = [f.relative_to(root) for f in files]
+    asked = "\n".join(f"results/raw/{r}" for r in relative)
+    ignored = set(subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], input=asked, text=True,
+                                 capture_output=True, cwd=REPO_ROOT).stdout.split())
+    for path, rel in zip(files, relative):
+        if f"results/raw/{rel}" not in ignored or path in parked:
+            (destination / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination / rel)
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO_ROOT / ".git").exists(), reason="needs the git checkout")
+def test_a_training_parked_on_one_machine_ends_on_another_as_if_never_stopped(tmp_path, monkeypatch):
+    cfg = resolve("smoke", "mnist", "conditional", TINY)
+    reference = _train(cfg, run_dirs(cfg, "x", tmp_path / "reference"))
+
+    first = run_dirs(cfg, "x", tmp_path / "first")
+    original = ClassConditionalDiffusion.training_step
+
+    def killed_at_step_3(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise KeyboardInterrupt("the session ends")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassConditionalDiffusion, "training_step", killed_at_step_3)
+    with pytest.raises(BaseException):
+        stages.train(cfg, first, accelerator="cpu", devices=1, num_nodes=1, progress=False)
+    monkeypatch.setattr(ClassConditionalDiffusion, "training_step", original)
+    parked = park_list("class", _parking(cfg, first), cache_root=tmp_path / "cache")
+    assert parked == [first.train / "checkpoints" / "step=2.ckpt"]
+
+    files = [p for p in (tmp_path / "first").rglob("*") if p.is_file()]
+    _what_git_carries(tmp_path / "first", files, parked, tmp_path / "second")
+    second = run_dirs(cfg, "x", tmp_path / "second")
+    assert (second.train / "checkpoints" / "step=2.ckpt").is_file() and not (second.train / "tensorboard").exists()
+    resumed = _train(cfg, second)
+    assert read_done(second.train, "train")["resumed_from"] == 2  # went on from the parked step, not from scratch
+    for name in reference:
+        assert torch.equal(reference[name], resumed[name]), name
+
+    # Trained, sampling left: the EMA weights (smaller than the checkpoint); sampled: the samples; evaluated: nothing.
+    assert park_list("class", _parking(cfg, second), tmp_path / "cache") == [second.train / "model_ema.pt"]
+    second.sample.mkdir(parents=True)
+    (second.sample / "samples.npz").write_bytes(b"drawn")
+    (second.sample / "sample.done").write_text("{}")
+    assert park_list("class", _parking(cfg, second), tmp_path / "cache") == [second.sample / "samples.npz"]
+    second.evaluate.mkdir(parents=True)
+    (second.evaluate / "evaluate.done").write_text("{}")
+    assert park_list("class", _parking(cfg, second), tmp_path / "cache") == []
+
+
+def test_the_long_one_off_trainings_are_parked_with_their_task(tmp_path):
+    (tmp_path / "map_base").mkdir()
+    (tmp_path / "contrastive").mkdir()
+    (tmp_path / "classifiers").mkdir()
+    for name in ("map_base/base.pt", "map_base/other.partial.pt", "contrastive/coherence.partial.pt",
+                 "classifiers/noise.pt"):
+        (tmp_path / name).write_bytes(b"w")
+    assert park_list("map", [], tmp_path) == [tmp_path / "map_base/base.pt", tmp_path / "map_base/other.partial.pt"]
+    assert park_list("text", [], tmp_path) == [tmp_path / "contrastive/coherence.partial.pt"]
+    assert park_list("class", [], tmp_path) == []  # minutes to rebuild: not worth carrying
+
+
+def test_park_runs_nothing_and_lists_one_path_per_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CAD_RESULTS", str(tmp_path))
+    monkeypatch.setenv("CAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(stages, "run", lambda *a, **k: pytest.fail("--park must not run anything"))
+    cfg = resolve("smoke", "mnist", "conditional")
+    checkpoint = run_dirs(cfg, "table5d", tmp_path / "smoke" / "raw").train / "checkpoints" / "step=4.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"global_step": 4}, checkpoint)
+    assert cli.main(["table5d", "--scale", "smoke", "--datasets", "mnist", "--methods", "conditional",
+                     "--park"]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(checkpoint)]
