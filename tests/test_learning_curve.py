@@ -7,10 +7,7 @@ import torch
 from cad.experiment import cli, stages
 from cad.experiment.config import TRAIN_KEYS, ConfigError, config_hash, load_experiment, resolve
 from cad.experiment.runs import is_done, run_dirs
-
-TINY = ["train.total_steps=6", "train.checkpoint_every=2", "train.warmup_steps=2", "data.subset=256",
-        "data.batch_size=16", "train.log_every=1"]
-
+from tests.tiny_runs import TINY
 
 def _train(cfg, dirs):
     stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)

@@ -11,15 +11,7 @@ from cad.experiment.config import resolve
 from cad.experiment.park import park_list
 from cad.experiment.runs import read_done, run_dirs
 from cad.paths import REPO_ROOT
-from cad.tasks.class_conditional import ClassConditionalDiffusion
-
-TINY = ["train.total_steps=6", "train.checkpoint_every=2", "train.warmup_steps=2", "data.subset=256",
-        "data.batch_size=16", "train.log_every=1"]
-
-
-def _train(cfg, dirs):
-    stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)
-    return torch.load(dirs.train / "model_ema.pt", weights_only=True)
+from tests.tiny_runs import TINY, train, train_killed_at
 
 
 def _parking(cfg, dirs):
@@ -42,20 +34,10 @@ def _what_git_carries(root, files, parked, destination):
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO_ROOT / ".git").exists(), reason="needs the git checkout")
 def test_a_training_parked_on_one_machine_ends_on_another_as_if_never_stopped(tmp_path, monkeypatch):
     cfg = resolve("smoke", "mnist", "conditional", TINY)
-    reference = _train(cfg, run_dirs(cfg, "x", tmp_path / "reference"))
+    reference = train(cfg, run_dirs(cfg, "x", tmp_path / "reference"))
 
     first = run_dirs(cfg, "x", tmp_path / "first")
-    original = ClassConditionalDiffusion.training_step
-
-    def killed_at_step_3(self, batch, batch_idx):
-        if self.global_step == 3:
-            raise KeyboardInterrupt("the session ends")
-        return original(self, batch, batch_idx)
-
-    monkeypatch.setattr(ClassConditionalDiffusion, "training_step", killed_at_step_3)
-    with pytest.raises(BaseException):
-        stages.train(cfg, first, accelerator="cpu", devices=1, num_nodes=1, progress=False)
-    monkeypatch.setattr(ClassConditionalDiffusion, "training_step", original)
+    train_killed_at(cfg, first, 3, monkeypatch)  # the session ends
     parked = park_list("class", _parking(cfg, first), cache_root=tmp_path / "cache")
     assert parked == [first.train / "checkpoints" / "step=2.ckpt"]
 
@@ -63,7 +45,7 @@ def test_a_training_parked_on_one_machine_ends_on_another_as_if_never_stopped(tm
     _what_git_carries(tmp_path / "first", files, parked, tmp_path / "second")
     second = run_dirs(cfg, "x", tmp_path / "second")
     assert (second.train / "checkpoints" / "step=2.ckpt").is_file() and not (second.train / "tensorboard").exists()
-    resumed = _train(cfg, second)
+    resumed = train(cfg, second)
     assert read_done(second.train, "train")["resumed_from"] == 2  # went on from the parked step, not from scratch
     for name in reference:
         assert torch.equal(reference[name], resumed[name]), name

@@ -7,34 +7,17 @@ from cad.experiment import cli, stages
 from cad.experiment.config import experiment_choices, load_experiment, resolve
 from cad.experiment.runs import is_done, run_dirs
 from cad.tasks.class_conditional import ClassConditionalDiffusion
-
-TINY = ["train.total_steps=6", "train.checkpoint_every=2", "train.warmup_steps=2", "data.subset=256",
-        "data.batch_size=16", "train.log_every=1"]
-
-
-def _train(cfg, dirs):
-    stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)
-    return torch.load(dirs.train / "model_ema.pt", weights_only=True)
+from tests.tiny_runs import TINY, train, train_killed_at
 
 
 def test_a_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
     cfg = resolve("smoke", "mnist", "conditional", TINY)
-    reference = _train(cfg, run_dirs(cfg, "a", tmp_path / "a"))
+    reference = train(cfg, run_dirs(cfg, "a", tmp_path / "a"))
 
     dirs = run_dirs(cfg, "b", tmp_path / "b")
-    original = ClassConditionalDiffusion.training_step
-
-    def crash_at_step_3(self, batch, batch_idx):
-        if self.global_step == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self, batch, batch_idx)
-
-    monkeypatch.setattr(ClassConditionalDiffusion, "training_step", crash_at_step_3)
-    with pytest.raises(BaseException):
-        stages.train(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False)
+    train_killed_at(cfg, dirs, 3, monkeypatch)
     assert not is_done(dirs.train, "train") and (dirs.train / "checkpoints" / "step=2.ckpt").exists()
-    monkeypatch.setattr(ClassConditionalDiffusion, "training_step", original)
-    resumed = _train(cfg, dirs)
+    resumed = train(cfg, dirs)
     assert reference.keys() == resumed.keys()
     for name in reference:
         assert torch.equal(reference[name], resumed[name]), name
@@ -101,7 +84,7 @@ def test_committed_results_render_without_weights_and_a_new_stage_retrains(tmp_p
     monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("a finished evaluation must not train"))
     assert stages.run(cfg, dirs, accelerator="cpu", devices=1, num_nodes=1, progress=False) == {"fid": 1.5}
     monkeypatch.undo()
-    weights = _train(cfg, dirs)  # the done marker without model_ema.pt: trained again, not a FileNotFoundError
+    weights = train(cfg, dirs)  # the done marker without model_ema.pt: trained again, not a FileNotFoundError
     assert weights and (dirs.train / "model_ema.pt").is_file()
 
 
@@ -141,7 +124,7 @@ def test_sampling_and_evaluation_follow_the_run_device(tmp_path, monkeypatch):
     cfg = resolve("smoke", "mnist", "conditional", TINY + ["sample.num_samples=4", "sample.batch_size=4",
                                                            "sample.steps=2"])
     dirs = run_dirs(cfg, "dev", tmp_path)
-    _train(cfg, dirs)
+    train(cfg, dirs)
     seen = {}
     original_generate = stages.generate_distributed
 
