@@ -23,7 +23,7 @@ from cad.experiment.checkpoints import latest_good_checkpoint
 from cad.experiment.runs import RunDirs, is_done
 from cad.paths import cache_dir
 
-# The cache folders of each task's trainings that take hours at the cpu scale (the rest of the cache rebuilds in minutes).
+# The cache folders of the trainings that take hours at the cpu scale, per task (the rest of the cache: minutes).
 LONG_CACHES = {"class": (), "text": ("contrastive",), "map": ("map_base",)}
 
 
