@@ -90,7 +90,9 @@ def evaluate_samples(
         outputs_by_extractor[id(extractor)] = fake
         real = _reference_features(reference, extractor, batch_size, progress)
         if real.shape[1] != fake["features"].shape[1]:
-            raise ValueError(f"{extractor.name}: reference features {real.shape} vs sample features {fake['features'].shape}")
+            raise ValueError(
+                f"{extractor.name}: reference features {real.shape} vs sample features {fake['features'].shape}"
+            )
         results[f"fid{suffix}"] = fid_from_stats(feature_statistics(real), feature_statistics(fake["features"]))
         scores = prdc_with_protocol(real, fake["features"], nearest_k, prdc_protocol)
         results.update({f"{k}{suffix}": v for k, v in scores.items()})

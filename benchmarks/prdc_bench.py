@@ -81,8 +81,8 @@ def _goal_lines(rows: list[dict], matmul_flops: float) -> list[str]:
             f"**50k: {r['seconds']:.0f} s (goal {GOAL_SECONDS} s: {time_ok}); peak RSS {_gib(r['peak_rss_bytes'])} GiB "
             f"(goal 4 GiB: {mem_ok}).** The matmuls alone are {flops:.2e} FLOP; the run sustained "
             f"{flops / r['seconds'] / 1e9:.0f} GFLOP/s overall, against {matmul_flops / 1e9:.0f} GFLOP/s for a float32 "
-            f"2048 matmul measured on this machine just before the run, i.e. at least {flops / matmul_flops / 60:.1f} min "
-            f"of matmul plus the top-k and comparison passes (about a third of the time in profiles)."
+            f"2048 matmul measured on this machine just before the run, i.e. at least {flops / matmul_flops / 60:.1f} "
+            f"min of matmul plus the top-k and comparison passes (about a third of the time in profiles)."
         )
     return out
 
@@ -98,7 +98,10 @@ def render_report(rows: list[dict], load_before: tuple, load_after: tuple, neare
         "",
         f"Goal: 50k vs 50k 2048-d in at most {GOAL_SECONDS // 60} min and 4 GB of RAM on 2 cores.",
         "",
-        "| N real = N fake | dim | input dtype | time (s) | peak RSS (GiB) | baseline RSS (GiB) | PRDC's own (GiB) | P | R | D | C |",
+        (
+            "| N real = N fake | dim | input dtype | time (s) | peak RSS (GiB) | baseline RSS (GiB) | PRDC's own (GiB) "
+            "| P | R | D | C |"
+        ),
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

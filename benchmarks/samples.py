@@ -1,8 +1,9 @@
 """Sample files: where sampling and evaluation meet.
 
 A samples file is an ``.npz`` with ``images`` uint8 (N, H, W, C), ``seeds`` int64 (N,), ``labels`` int64 (N,) where the
-task has class labels, and any extra per-run arrays the task stores (e.g. captions, maps). Users bringing their own samples can instead point at a folder of PNG
-files named ``<label>_<seed>.png`` (e.g. ``3_000017.png``; ``label3_seed17.png`` is accepted too).
+task has class labels, and any extra per-run arrays the task stores (e.g. captions, maps). Users bringing their own
+samples can instead point at a folder of PNG files named ``<label>_<seed>.png`` (e.g. ``3_000017.png``;
+``label3_seed17.png`` is accepted too).
 """
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def validate_samples(samples: dict) -> dict:
     for name in (k for k in INTEGER_ARRAYS if k in samples):
         array = np.asarray(samples[name])
         if array.shape != (n,) or not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"{name} must be integer ({n},) to match images {images.shape}, got {array.dtype} {array.shape}")
+            raise ValueError(
+                f"{name} must be integer ({n},) to match images {images.shape}, got {array.dtype} {array.shape}"
+            )
     return samples
 
 

@@ -86,7 +86,9 @@ def multi_guided(model: nn.Module, cond_pos: Condition, negatives: list[tuple[Co
 def metadata_null(cond: Condition) -> Condition:
     """``cond`` with every sample's control metadata replaced by its learned null (the metadata guidance's negative)."""
     if cond.metadata is None:
-        raise ValueError("metadata guidance needs a condition with control metadata (a model trained with data.augment)")
+        raise ValueError(
+            "metadata guidance needs a condition with control metadata (a model trained with data.augment)"
+        )
     return cond.replace(metadata_null=torch.ones(cond.batch_size, dtype=torch.bool, device=cond.metadata.device))
 
 
@@ -108,7 +110,8 @@ def cacfg_prompt_pair(cond: Condition, negative: Condition) -> tuple[Condition, 
     prompt, its tokens and mask in place of the prompt's) at coherence 0."""
     if negative.batch_size != cond.batch_size:
         raise ValueError(f"negative condition has {negative.batch_size} samples, the prompt {cond.batch_size}")
-    return cond.with_coherence(1.0), cond.replace(tokens=negative.tokens, token_mask=negative.token_mask).with_coherence(0.0)
+    return (cond.with_coherence(1.0),
+            cond.replace(tokens=negative.tokens, token_mask=negative.token_mask).with_coherence(0.0))
 
 
 def null_prompt_pair(cond: Condition) -> tuple[Condition, Condition]:
@@ -122,8 +125,8 @@ def aligned_loss_pair(cond: Condition, guidance: str, name: str,
                       ) -> tuple[Condition, Condition]:
     """The guidance-aligned loss's branches (cad.diffusion.guidance_loss) for method ``name`` with ``guidance``: the
     training condition as drawn against the task's null (``null_pair``: the null label, the empty prompt) for plain CFG,
-    or against the same condition at coherence 0 for CAD. At sampling CA-CFG's positive is coherence 1; in training it is
-    the sample's own coherence, our choice: the loss then teaches every coherence level the guided combination, as
+    or against the same condition at coherence 0 for CAD. At sampling CA-CFG's positive is coherence 1; in training it
+    is the sample's own coherence, our choice: the loss then teaches every coherence level the guided combination, as
     guided sampling at c < 1 uses it."""
     if guidance == "cfg":
         return null_pair(cond)

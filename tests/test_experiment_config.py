@@ -22,7 +22,8 @@ def test_dataset_section_overrides_the_scale_defaults():
     cifar = resolve("paper", "cifar10", "cad")
     imagenet = resolve("paper", "imagenet64", "cad")
     assert (cifar.backbone.preset, cifar.train.schedule.name, cifar.train.lr) == ("rin_cifar10", "sigmoid", 3e-3)
-    assert (imagenet.backbone.preset, imagenet.train.schedule.name, imagenet.train.lr) == ("rin_imagenet64", "linear", 2e-3)
+    assert (imagenet.backbone.preset, imagenet.train.schedule.name, imagenet.train.lr) == (
+        "rin_imagenet64", "linear", 2e-3)
     assert (imagenet.data.batch_size, imagenet.train.lr_rate) == (1024, 0.7)
 
 

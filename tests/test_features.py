@@ -40,7 +40,8 @@ def test_features_do_not_depend_on_batch_size(images):
     reference = extract_features(extractor, images, batch_size=11, progress=False)
     assert reference.dtype == np.float64 and reference.shape == (11, 16)
     for batch_size in (1, 4):
-        np.testing.assert_allclose(extract_features(extractor, images, batch_size, progress=False), reference, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(extract_features(extractor, images, batch_size, progress=False), reference,
+                                   rtol=1e-6, atol=1e-7)
 
 
 def test_iterator_input_equals_array_input(images):

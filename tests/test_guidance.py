@@ -98,7 +98,8 @@ def test_each_branch_carries_its_own_latents(wrapper):
         torch.testing.assert_close(model.calls[k][1], torch.cat(states[k]))
     ref_pos = ref_neg = None
     pos_model, neg_model = FakeModel(), FakeModel()
-    cond_pos, cond_neg = (COND.with_coherence(1.0), COND.with_coherence(0.0)) if wrapper is coherence_aware else (COND, COND.as_null())
+    cond_pos, cond_neg = ((COND.with_coherence(1.0), COND.with_coherence(0.0)) if wrapper is coherence_aware
+                          else (COND, COND.as_null()))
     for _ in range(3):
         _, ref_pos = pos_model(X, GAMMA, cond_pos, self_cond=ref_pos)
         _, ref_neg = neg_model(X, GAMMA, cond_neg, self_cond=ref_neg)
@@ -111,7 +112,8 @@ def test_registry_and_sampling_end_to_end():
     with pytest.raises(ValueError, match="cacfg, cfg, none"):
         get_guidance("autoguidance")
     gen = SeededGenerator([0, 1, 2])
-    out = get_sampler("ddim")(get_guidance("cacfg")(FakeModel(), COND, 2.0), gen.randn(2, 4, 4), 4, schedule=get_schedule("cosine"), generator=gen)
+    out = get_sampler("ddim")(get_guidance("cacfg")(FakeModel(), COND, 2.0), gen.randn(2, 4, 4), 4,
+                              schedule=get_schedule("cosine"), generator=gen)
     assert out.shape == X.shape and torch.isfinite(out).all()
 
 

@@ -59,7 +59,8 @@ class FakeSelfCondModel(nn.Module):
 def test_self_conditioning_two_forwards_first_without_grad_and_per_sample_mask():
     model = FakeSelfCondModel(True)
     x_t = torch.randn(64, 2, 3)
-    eps_hat = self_conditioned_forward(model, x_t, torch.rand(64), Condition(), keep_prob=0.5, generator=torch.Generator().manual_seed(0))
+    eps_hat = self_conditioned_forward(model, x_t, torch.rand(64), Condition(), keep_prob=0.5,
+                                       generator=torch.Generator().manual_seed(0))
     (first, grad_first), (second, grad_second) = model.calls
     assert first is None and not grad_first and grad_second
     kept = second[:, 0] != 0

@@ -31,7 +31,9 @@ def test_frechet_distance_matches_pytorch_fid_and_torch_fidelity(n, d):
     ours = frechet_distance(mu1, s1, mu2, s2)
     with np.errstate(all="ignore"):
         ref_pf = calculate_frechet_distance(mu1, s1, mu2, s2)
-    ref_tf = fid_statistics_to_metric({"mu": mu1, "sigma": s1}, {"mu": mu2, "sigma": s2}, False)["frechet_inception_distance"]
+    ref_tf = fid_statistics_to_metric(
+        {"mu": mu1, "sigma": s1}, {"mu": mu2, "sigma": s2}, False
+    )["frechet_inception_distance"]
     assert ours == pytest.approx(ref_pf, rel=1e-6)
     assert ours == pytest.approx(ref_tf, rel=1e-6)
 

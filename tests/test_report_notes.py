@@ -28,7 +28,8 @@ def test_each_block_names_its_own_classifier_and_noise_without_a_temperature_ren
     notes = report.table_notes(results, "true labels")
     assert notes["noise (Fashion-MNIST)"] == "classifier, temperature 3.93, relabelling accuracy 0.542"
     assert notes["noise (MNIST)"] == "symmetric_entropy, relabelling accuracy 0.500"
-    assert notes["accuracy (Fashion-MNIST)"].startswith("fmnist-clf") and notes["accuracy (MNIST)"].startswith("mnist-clf")
+    assert (notes["accuracy (Fashion-MNIST)"].startswith("fmnist-clf")
+            and notes["accuracy (MNIST)"].startswith("mnist-clf"))
     assert "accuracy" not in notes and notes["features"] == "fid: inception"  # shared lines are written once
     assert notes["sampler"].endswith("coherence 1, true labels")
 

@@ -31,7 +31,8 @@ def test_ddim_eta0_with_true_noise_recovers_x0(steps, schedule):
     gen = SeededGenerator(range(4))
     x0 = gen.randn(*SHAPE, dtype=torch.float64).clamp(-1, 1)
     x_T = gen.randn(*SHAPE, dtype=torch.float64)
-    out = get_sampler("ddim")(true_noise_denoiser(x0), x_T, steps, schedule=get_schedule(schedule), generator=gen, eta=0.0)
+    out = get_sampler("ddim")(true_noise_denoiser(x0), x_T, steps, schedule=get_schedule(schedule), generator=gen,
+                              eta=0.0)
     torch.testing.assert_close(out, x0, rtol=0, atol=1e-6)
 
 
@@ -44,7 +45,8 @@ def test_ddim_eta0_is_deterministic_and_draws_no_noise():
 
 def test_ddim_eta1_equals_ddpm_draw_for_draw():
     x_T = SeededGenerator(range(3)).randn(*SHAPE, dtype=torch.float64)
-    ddim = get_sampler("ddim")(elementwise_denoiser, x_T, 12, schedule=COSINE, generator=SeededGenerator([5, 6, 7]), eta=1.0)
+    ddim = get_sampler("ddim")(elementwise_denoiser, x_T, 12, schedule=COSINE, generator=SeededGenerator([5, 6, 7]),
+                               eta=1.0)
     ddpm = get_sampler("ddpm")(elementwise_denoiser, x_T, 12, schedule=COSINE, generator=SeededGenerator([5, 6, 7]))
     torch.testing.assert_close(ddim, ddpm, rtol=0, atol=1e-10)
 

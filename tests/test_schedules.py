@@ -17,7 +17,8 @@ def _logistic(v):
 CLOSED_FORMS = {
     "linear": lambda t: 1 - t,
     "cosine": lambda t: math.cos(((t + 2e-4) / (1 + 2.5e-4)) * math.pi / 2) ** 2,
-    "sigmoid": lambda t: (_logistic(3 / 0.9) - _logistic((t * 6 - 3) / 0.9)) / (_logistic(3 / 0.9) - _logistic(-3 / 0.9)),
+    "sigmoid": lambda t: ((_logistic(3 / 0.9) - _logistic((t * 6 - 3) / 0.9))
+                          / (_logistic(3 / 0.9) - _logistic(-3 / 0.9))),
 }
 
 
@@ -32,7 +33,8 @@ def test_endpoints_monotone_and_closed_form(name):
     assert gamma[0] == pytest.approx(1.0, abs=1e-6) and gamma[0] <= 1 - CLIP_MIN
     assert gamma[-1] == pytest.approx(0.0, abs=1e-6) and gamma[-1] >= CLIP_MIN
     assert (gamma[1:] <= gamma[:-1]).all()
-    expected = torch.tensor([min(max(CLOSED_FORMS[name](t), CLIP_MIN), 1 - CLIP_MIN) for t in T.tolist()], dtype=torch.float64)
+    expected = torch.tensor([min(max(CLOSED_FORMS[name](t), CLIP_MIN), 1 - CLIP_MIN) for t in T.tolist()],
+                            dtype=torch.float64)
     torch.testing.assert_close(gamma, expected, rtol=0, atol=1e-12)
 
 

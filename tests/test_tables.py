@@ -30,7 +30,9 @@ def test_golden(fixture):
         if UPDATE:
             expected.write_text(text)
         assert expected.exists(), f"{expected} missing: run with CAD_UPDATE_GOLDEN=1 to create it"
-        assert text == expected.read_text(), f"{expected.name} differs; if intended, regenerate with CAD_UPDATE_GOLDEN=1"
+        assert text == expected.read_text(), (
+            f"{expected.name} differs; if intended, regenerate with CAD_UPDATE_GOLDEN=1"
+        )
 
 
 def test_stand_in_labels_notes_missing_and_strings_are_in_the_table():

@@ -36,9 +36,11 @@ def test_optimizer_is_lamb_with_decay_on_matrices_only():
     opt = build_optimizer(model, lr=3e-3, weight_decay=0.05)
     assert isinstance(opt, Lamb)
     names = {id(p): n for n, p in model.named_parameters()}
-    groups = {g["group_name"]: ({names[id(p)] for p in g["params"]}, g["weight_decay"], g["lr"]) for g in opt.param_groups}
+    groups = {g["group_name"]: ({names[id(p)] for p in g["params"]}, g["weight_decay"], g["lr"])
+              for g in opt.param_groups}
     assert groups["decay"] == ({"proj.weight", "labels.weight"}, 0.05, 3e-3)
-    assert groups["no_decay"] == ({"proj.bias", "norm.weight", "norm.bias", "pos_emb", "null_label", "cls_token"}, 0.0, 3e-3)
+    assert groups["no_decay"] == ({"proj.bias", "norm.weight", "norm.bias", "pos_emb", "null_label", "cls_token"},
+                                  0.0, 3e-3)
     assert no_weight_decay_names(model) == groups["no_decay"][0]
 
 
@@ -117,7 +119,8 @@ def test_ema_matches_the_hand_recursion_for_params_and_buffers(warmup):
                 t.fill_(value)
         model[1].num_batches_tracked.fill_(n)
         ema.update_parameters(model)
-        expected = value if n == 0 else (lambda d: d * expected + (1 - d) * value)(ema_decay(n, decay=0.9, warmup=warmup))
+        expected = (value if n == 0
+                    else (lambda d: d * expected + (1 - d) * value)(ema_decay(n, decay=0.9, warmup=warmup)))
     for t in list(ema.module.parameters()) + [ema.module[1].running_mean]:
         torch.testing.assert_close(t, torch.full_like(t, expected))
     assert ema.module[1].num_batches_tracked.item() == 5  # integer buffers are copied, not averaged

@@ -92,7 +92,12 @@ def _md_escape(text: str) -> str:
 
 
 def render_markdown(spec: TableSpec, records: list[dict], context: dict) -> str:
-    out = [f"## {spec.title}", "", f"Paper values: {spec.source}. {DIFF_LABEL} where both exist; {MISSING}: not available.", ""]
+    out = [
+        f"## {spec.title}",
+        "",
+        f"Paper values: {spec.source}. {DIFF_LABEL} where both exist; {MISSING}: not available.",
+        "",
+    ]
     header = ["Method", "Source"] + [f"{c.label} {ARROWS[c.better]}".strip() for c in spec.columns]
     for block_key in dict.fromkeys(r["block"] for r in records):
         label = next(r["block_label"] for r in records if r["block"] == block_key)

@@ -35,7 +35,8 @@ class MLP(nn.Sequential):
 
 
 def key_padding_mask(mask: Tensor | None) -> Tensor | None:
-    """(B, N) bool, True = valid key -> the (B, 1, 1, N) boolean ``attn_mask`` that SDPA broadcasts over heads/queries."""
+    """(B, N) bool, True = valid key -> the (B, 1, 1, N) boolean ``attn_mask`` that SDPA broadcasts over
+    heads/queries."""
     return None if mask is None else mask[:, None, None, :]
 
 

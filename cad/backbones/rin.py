@@ -59,7 +59,8 @@ class RINBlock(nn.Module):
             latent_dim, data_dim, read_write_heads, latent_mlp_ratio, read_write_dropout, read_write_drop_path
         )
         self.compute = nn.ModuleList(
-            SelfAttentionBlock(latent_dim, compute_heads, latent_mlp_ratio, dropout, drop_path) for _ in range(num_layers)
+            SelfAttentionBlock(latent_dim, compute_heads, latent_mlp_ratio, dropout, drop_path)
+            for _ in range(num_layers)
         )
         self.write = CrossAttentionBlock(
             data_dim, latent_dim, read_write_heads, data_mlp_ratio, read_write_dropout, read_write_drop_path
@@ -156,7 +157,9 @@ class RIN(nn.Module):
         num_learned = num_latents - self.spec.num_vectors + int(self.coherence_in_context)
         self.num_learned = num_learned
         if num_learned < 1:
-            raise ValueError(f"num_latents={num_latents} leaves no learned latent beside {self.spec.num_vectors} condition tokens")
+            raise ValueError(
+                f"num_latents={num_latents} leaves no learned latent beside {self.spec.num_vectors} condition tokens"
+            )
 
         self.grid = (height // patch_size, width // patch_size)  # the patch grid data_pos covers, row-major
         num_patches = self.grid[0] * self.grid[1]

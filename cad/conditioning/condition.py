@@ -35,7 +35,9 @@ class Condition:
     metadata_null: Tensor | None = None  # (B,) bool: use the null metadata embedding instead of `metadata`
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> "Condition":
-        return Condition(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)})
+        return Condition(
+            **{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)}
+        )
 
     @property
     def batch_size(self) -> int | None:

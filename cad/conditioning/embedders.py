@@ -110,7 +110,8 @@ class ConditioningSpec:
             raise ValueError(f"Condition.tokens has width {cond.tokens.shape[-1]}, expected token_dim={self.token_dim}")
         if self.map_channels is not None and cond.spatial_map.shape[1] != self.map_channels:
             raise ValueError(
-                f"Condition.spatial_map has {cond.spatial_map.shape[1]} channels, expected map_channels={self.map_channels}"
+                f"Condition.spatial_map has {cond.spatial_map.shape[1]} channels, "
+                f"expected map_channels={self.map_channels}"
             )
 
 

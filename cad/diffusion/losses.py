@@ -46,5 +46,7 @@ def reduce_loss(per_sample: Tensor, coherence: Tensor | None, mode: str) -> Tens
         if coherence is None:
             raise ValueError(f"loss reduction mode '{mode}' needs a coherence score per sample, got None")
         if coherence.shape != per_sample.shape:
-            raise ValueError(f"coherence shape {tuple(coherence.shape)} does not match per-sample loss {tuple(per_sample.shape)}")
+            raise ValueError(
+                f"coherence shape {tuple(coherence.shape)} does not match per-sample loss {tuple(per_sample.shape)}"
+            )
     return _REDUCTIONS[mode](per_sample, coherence)

@@ -32,7 +32,9 @@ def register_schedule(name: str) -> Callable[[Callable[..., Tensor]], Callable[.
 
     def decorator(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
         if name in _SCHEDULES:
-            raise ValueError(f"schedule '{name}' is already registered; a committed schedule never changes, pick a new name")
+            raise ValueError(
+                f"schedule '{name}' is already registered; a committed schedule never changes, pick a new name"
+            )
         _SCHEDULES[name] = fn
         return fn
 

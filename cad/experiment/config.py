@@ -7,7 +7,8 @@ A run's config is composed from files under ``experiments/`` and never copied:
     experiments/scale/<scale>.yaml      hyperparameters of a scale, with a ``datasets`` section of per-dataset overrides
     experiments/method/<method>.yaml    a Table 5(d) variant (labels, coherence token, loss, dropout, guidance)
     experiments/paper/<experiment>.yaml which methods (and sweep) a paper table or figure needs
-User overrides are ``key=value`` dot-paths (``train.total_steps=100``); an unknown key is an error naming the valid ones.
+User overrides are ``key=value`` dot-paths (``train.total_steps=100``); an unknown key is an error naming the valid
+ones.
 """
 from __future__ import annotations
 

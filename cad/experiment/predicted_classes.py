@@ -1,6 +1,7 @@
 """Which classes the evaluation classifier sees in generated samples, per run: the accuracy and the most frequent class.
 
-    python -m cad.experiment.predicted_classes --dataset fashion_mnist results/raw/table5d/fashion_mnist-*/sample-*/samples.npz
+    python -m cad.experiment.predicted_classes --dataset fashion_mnist \
+        results/raw/table5d/fashion_mnist-*/sample-*/samples.npz
 
 A model that ignores the requested label spreads its samples over the classes (about 1/K each); one that collapses
 (the cpu-scale CAD rows, see the README) puts most of them in one class.
@@ -27,7 +28,8 @@ def classify(images_nhwc: np.ndarray, network: torch.nn.Module, batch_size: int 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cad.experiment.predicted_classes", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m cad.experiment.predicted_classes",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--scale", default="cpu")
     parser.add_argument("samples", nargs="+", help="samples.npz files written by the sample stage")

@@ -1,7 +1,8 @@
 """Run directories: named by a hash of the resolved config, one ``<stage>.done`` marker per finished stage.
 
     results/raw/<experiment>/<dataset>-<method>-<train hash>/        config.yaml, train.done, checkpoints/, model_ema.pt
-        sample-<sample hash>/                                         config.yaml, samples.npz, seeds.json, grid.png, sample.done
+        sample-<sample hash>/                                         config.yaml, samples.npz, seeds.json, grid.png,
+                                                                      sample.done
             eval-<evaluate hash>/                                     config.yaml, metrics.json, evaluate.done
 
 A figure that reuses a trained model (fig5a, fig5b reuse table5d's CAD runs) finds the finished training run by its

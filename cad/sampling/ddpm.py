@@ -2,7 +2,8 @@
 
 From t to the next grid time s, x_s is drawn from the posterior q(x_s | x_t, x0 = x0_hat):
 
-    mean = sqrt(gamma_s) (1 - a) / (1 - gamma_t) x0_hat + sqrt(a) (1 - gamma_s) / (1 - gamma_t) x_t,   a = gamma_t / gamma_s
+    mean = sqrt(gamma_s) (1 - a) / (1 - gamma_t) x0_hat
+           + sqrt(a) (1 - gamma_s) / (1 - gamma_t) x_t,   a = gamma_t / gamma_s
     var  = (1 - gamma_s) / (1 - gamma_t) (1 - a)
 """
 from __future__ import annotations

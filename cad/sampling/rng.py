@@ -19,7 +19,9 @@ class SeededGenerator:
         self.generators = [torch.Generator(self.device).manual_seed(s) for s in self.seeds]
 
     @classmethod
-    def _from_generators(cls, seeds: list[int], generators: list[torch.Generator], device: torch.device) -> "SeededGenerator":
+    def _from_generators(
+        cls, seeds: list[int], generators: list[torch.Generator], device: torch.device
+    ) -> "SeededGenerator":
         out = cls.__new__(cls)
         out.device, out.seeds, out.generators = device, seeds, generators
         return out

@@ -22,7 +22,9 @@ def gamma_grid(steps: int, schedule: Schedule, like: Tensor) -> Tensor:
 
 def check_generator(generator: NoiseSource, x_T: Tensor) -> None:
     if len(generator) != x_T.shape[0]:
-        raise ValueError(f"x_T holds {x_T.shape[0]} samples but the generator has {len(generator)} seeds (one per sample)")
+        raise ValueError(
+            f"x_T holds {x_T.shape[0]} samples but the generator has {len(generator)} seeds (one per sample)"
+        )
 
 
 def predict_x0(x_t: Tensor, gamma: Tensor, eps_hat: Tensor, clip_x0: bool) -> tuple[Tensor, Tensor]:

@@ -54,7 +54,8 @@ def ema_multi_avg_fn(*, decay: float, warmup: float | None) -> Callable[[list[Te
 
 
 def build_ema(model: nn.Module, *, decay: float, warmup: float | None) -> AveragedModel:
-    """An EMA copy of ``model``; call ``ema.update_parameters(model)`` after each optimizer step, sample with ``ema.module``.
+    """An EMA copy of ``model``; call ``ema.update_parameters(model)`` after each optimizer step, sample with
+    ``ema.module``.
 
     The copy is frozen (``requires_grad=False``): it is never trained, so DDP does not report it as unused and
     optimizer builders that walk a whole LightningModule skip it. The model's frozen parameters are the copy's own

@@ -17,7 +17,9 @@ import torch
 def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, rate: float) -> float:
     """The multiplier of the base learning rate at optimizer step ``step`` (0-based)."""
     if warmup_steps < 0 or total_steps <= warmup_steps:
-        raise ValueError(f"need 0 <= warmup_steps < total_steps, got warmup_steps={warmup_steps}, total_steps={total_steps}")
+        raise ValueError(
+            f"need 0 <= warmup_steps < total_steps, got warmup_steps={warmup_steps}, total_steps={total_steps}"
+        )
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate must be in [0, 1] (the fraction of the half cosine used), got {rate}")
     if step < warmup_steps:

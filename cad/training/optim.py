@@ -2,9 +2,9 @@
 
 Parameters with no weight decay:
 - every parameter with ``ndim <= 1``: biases, norm scales/shifts, scalar gates (LayerScale vectors included);
-- names containing one of ``NO_DECAY_NAME_PATTERNS`` (``"pos_emb"``: positional embeddings, ``"null"``: the explicit null
-  condition embedding). Decay would shrink them toward zero although they are tables of vectors, not linear maps; the
-  null embedding in particular gets few or no gradients when CAD trains without label dropout, so decay alone would
+- names containing one of ``NO_DECAY_NAME_PATTERNS`` (``"pos_emb"``: positional embeddings, ``"null"``: the explicit
+  null condition embedding). Decay would shrink them toward zero although they are tables of vectors, not linear maps;
+  the null embedding in particular gets few or no gradients when CAD trains without label dropout, so decay alone would
   erase it;
 - names listed by a timm-style ``no_weight_decay()`` method, on the model or any submodule (names relative to the module
   that defines the method; e.g. RIN's positional embedding ``data_pos`` is not caught by the name patterns, so the
