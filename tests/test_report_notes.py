@@ -60,3 +60,15 @@ def test_any_override_that_changes_the_run_writes_its_own_files_and_precision_do
     assert name("table5d", ["train.precision=32-true", "sample.precision=bf16-mixed"]) == "table5d"
     # a sweep's own value and the experiment's own overrides are the experiment itself
     assert name("fig5b", ["sample.guidance_scale=3.0"], sweep_value=3.0) == "fig5b"
+
+
+def test_the_text_tables_say_which_contrastive_models_stand_in(tmp_path):
+    cfg = resolve("smoke", "fashion_mnist", "cad", task="text", accelerator="cpu")
+    meta = {"clip_score_model": "fm-canvas-clipscore (cad.data.contrastive), a stand-in for the paper's CLIP",
+            "coherence_model": "fm-canvas-coherence (cad.data.contrastive, another network), a stand-in for the "
+                               "paper's MetaCLIP H/14"}
+    result = report.RunResult(dataset="fashion_mnist", method="cad", sweep_value=None, cfg=cfg,
+                              dirs=run_dirs(cfg, "fig3a", tmp_path), metrics={"fid": 1.0, "meta": meta})
+    notes = report.table_notes([result])
+    assert notes["CLIPScore"] == meta["clip_score_model"]
+    assert notes["coherence scorer"] == meta["coherence_model"]

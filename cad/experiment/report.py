@@ -64,6 +64,10 @@ def _run_notes(r: RunResult, request_note: str, per_row: str | None = None) -> d
                                                        if cfg.backbone.mix_labels_and_confidence else "")
                           + f", {cfg.train.total_steps} training steps"),
              "features": ", ".join(f"{k}: {v}" for k, v in meta.get("extractors", {}).items())}
+    if "clip_score_model" in meta:
+        notes["CLIPScore"] = meta["clip_score_model"]
+    if "coherence_model" in meta:
+        notes["coherence scorer"] = meta["coherence_model"]
     if "classifier" in meta:
         notes["accuracy"] = (f"{meta['classifier']} (test accuracy {meta.get('eval_classifier_test_accuracy', 0):.4f});"
                              " not the network that made the noise")

@@ -226,7 +226,11 @@ class TextTask(Task):
         metrics["clip_score"] = clip_score(scorer, images, [str(c) for c in samples["captions"]], bank)
         metrics["clip_score_real"] = clip_score(scorer, torch.from_numpy(real),
                                                 [it["caption"] for it in items], bank)
-        metrics["meta"]["clip_score_model"] = f"{cfg.dataset}-canvas-clipscore-{cfg.scale} (cad.data.contrastive)"
+        # Both contrastive models are the suite's own, trained on clean canvas-caption pairs: the table says so.
+        metrics["meta"]["clip_score_model"] = (f"{cfg.dataset}-canvas-clipscore-{cfg.scale} (cad.data.contrastive), "
+                                               "a stand-in for the paper's CLIP")
+        metrics["meta"]["coherence_model"] = (f"{cfg.dataset}-canvas-coherence-{cfg.scale} (cad.data.contrastive, "
+                                              "another network), a stand-in for the paper's MetaCLIP H/14")
         return metrics
 
     def write_table(self, name: str, results: list, notes: dict, directory: Path, output: str | None = None) -> str:
