@@ -32,6 +32,23 @@ def test_cad_conditions_on_coherence_and_the_others_do_not():
     assert not cad.label_null.any() and not baseline.label_null.any()
 
 
+def test_null_label_sampling_is_the_unconditional_model_whatever_label_is_requested():
+    """sample.null_label=true (the guidance_loss ablation's measure of the unconditional samples): every request gets
+    the learned null, the condition dropout trains; the requested label no longer matters."""
+    from cad.tasks.registry import get_task
+
+    cfg = resolve("smoke", "mnist", "cfg", ["sample.null_label=true"])
+    condition = get_task("class").condition_fn(cfg)
+    module, x, gamma = make_module("cfg"), torch.randn(2, 1, 28, 28), torch.full((2,), 0.5)
+    null_a, null_b = condition([3, 3], torch.device("cpu")), condition([7, 1], torch.device("cpu"))
+    assert null_a.label_null.all() and null_b.label_null.all()
+    with torch.no_grad():
+        torch.testing.assert_close(module.model(x, gamma, null_a)[0], module.model(x, gamma, null_b)[0])
+        labelled = get_task("class").condition_fn(resolve("smoke", "mnist", "cfg"))([7, 1], torch.device("cpu"))
+        assert not labelled.label_null.any()
+        assert not torch.allclose(module.model(x, gamma, labelled)[0], module.model(x, gamma, null_b)[0])
+
+
 def test_cfg_method_drops_labels_to_the_null_embedding_at_its_rate():
     labels = torch.zeros(20_000, dtype=torch.long)
     cond = make_module("cfg").condition({"label": labels, "coherence": torch.ones(20_000)},

@@ -96,6 +96,10 @@ def test_committed_results_render_without_weights_and_a_new_stage_retrains(tmp_p
     (["table5d", "method.loss=weighted"], "a run's method is its file"),
     (["guidance_loss", "--variants", "fancy"], "guidance_loss has the variants plain, aligned; valid: a subset"),
     (["table5d", "--variants", "plain"], "table5d has no variants; valid: a subset of those (none)"),
+    (["table5d", "--methods", "cad", "sample.null_label=true"],
+     "cond_dropout 0.0, guidance scale 0.0); valid: a method with cond_dropout > 0"),
+    (["guidance_loss", "--methods", "cfg", "--values", "3", "sample.null_label=true"], "guidance scale 3.0"),
+    (["fig3a", "sample.null_label=true"], "the text task has no null-label sampling"),
 ])
 def test_bad_values_are_refused_before_any_run_folder_exists(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CAD_RESULTS", str(tmp_path))

@@ -15,6 +15,13 @@ def check_canvas_run(cfg: DictConfig, task: str) -> None:
                           f"{', '.join(VOCABULARIES)} (or --scale paper: its own data)")
 
 
+def check_no_null_label(cfg: DictConfig, task: str) -> None:
+    """``sample.null_label`` (the unconditional model) is built for the class task only."""
+    if cfg.sample.null_label:
+        raise ConfigError(f"sample.null_label=true: the {task} task has no null-label sampling; valid: "
+                          f"sample.null_label=false (the class task has it)")
+
+
 def check_extractors(cfg: DictConfig, domain: str) -> None:
     """``evaluate.extractors``: the registered feature extractors, or the task's own ``domain`` one."""
     from benchmarks.features import EXTRACTORS

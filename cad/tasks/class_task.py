@@ -41,11 +41,12 @@ def balanced_labels(num_samples: int, num_classes: int) -> list[int]:
 
 
 def label_condition(labels: list[int], device: torch.device, *, use_coherence: bool, coherence: float,
-                    metadata: bool = False) -> Condition:
+                    metadata: bool = False, null_label: bool = False) -> Condition:
     """The sampling condition of a batch of requested labels (at ``coherence`` when the model takes one; with the
-    neutral control metadata, "not augmented", when it was trained with augmentation flags)."""
+    neutral control metadata, "not augmented", when it was trained with augmentation flags); with ``null_label``
+    every label is the learned null: the unconditional model that condition dropout trains."""
     label = torch.as_tensor(labels, dtype=torch.long, device=device)
-    cond = Condition(label=label, label_null=torch.zeros_like(label, dtype=torch.bool))
+    cond = Condition(label=label, label_null=torch.full_like(label, null_label, dtype=torch.bool))
     if metadata:
         cond = cond.replace(metadata=neutral_metadata(len(labels), device), metadata_null=cond.label_null.clone())
     return cond.with_coherence(coherence) if use_coherence else cond
@@ -66,6 +67,11 @@ class ClassTask(Task):
             method = Method(**cfg.method)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"method: {err}") from None
+        if cfg.sample.null_label and (method.cond_dropout == 0 or cfg.sample.guidance_scale != 0):
+            raise ConfigError(f"sample.null_label=true samples the unconditional model that condition dropout trains, "
+                              f"unguided (method '{method.name}': cond_dropout {method.cond_dropout}, guidance scale "
+                              f"{cfg.sample.guidance_scale}); valid: a method with cond_dropout > 0 (cfg) at "
+                              f"sample.guidance_scale=0, or CAD's own reading of 'no condition': sample.coherence=0")
         if cfg.sample.guidance_scale != 0 and method.guidance == "none":
             raise ConfigError(f"sample.guidance_scale={cfg.sample.guidance_scale} but method '{method.name}' has no "
                               f"guided branch (guidance: none); valid: sample.guidance_scale=0, or a method with "
@@ -128,7 +134,8 @@ class ClassTask(Task):
 
     def condition_fn(self, cfg: DictConfig):
         return functools.partial(label_condition, use_coherence=cfg.method.use_coherence,
-                                 coherence=cfg.sample.coherence, metadata=augments(cfg.data.augment))
+                                 coherence=cfg.sample.coherence, metadata=augments(cfg.data.augment),
+                                 null_label=cfg.sample.null_label)
 
     def pair_fn(self, cfg: DictConfig):
         guidance = cfg.method.guidance

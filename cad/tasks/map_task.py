@@ -39,7 +39,7 @@ from cad.paths import cache_dir
 from cad.tasks.grids import save_grid
 from cad.tasks import map_paper
 from cad.tasks.map_conditional import MapConditionalDiffusion, build_base
-from cad.tasks.checks import check_canvas_run, check_extractors
+from cad.tasks.checks import check_canvas_run, check_extractors, check_no_null_label
 from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
@@ -143,6 +143,7 @@ class MapTask(Task):
             raise ConfigError(f"method '{method.name}' has no guided branch; valid: sample.guidance_scale=0")
         if cfg.sample.coherence_map not in COHERENCE_MAPS:
             raise ConfigError(f"sample.coherence_map={cfg.sample.coherence_map!r}; valid: {', '.join(COHERENCE_MAPS)}")
+        check_no_null_label(cfg, "semantic-map")
         if paper:
             return
         if not cfg.backbone.preset.startswith("unet"):

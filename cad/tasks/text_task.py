@@ -37,7 +37,7 @@ from cad.data.text_datamodule import build_text_datamodule, load_contrastive, te
 from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.experiment.config import ConfigError
 from cad.guidance import cacfg_prompt_pair, null_prompt_pair
-from cad.tasks.checks import check_canvas_run, check_extractors
+from cad.tasks.checks import check_canvas_run, check_extractors, check_no_null_label
 from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
@@ -129,6 +129,7 @@ class TextTask(Task):
             raise ConfigError("the text task has no label to mix and no control metadata; valid: "
                               "backbone.mix_labels_and_confidence=false, backbone.coherence_as_metadata=false, "
                               "data.augment at its defaults")
+        check_no_null_label(cfg, "text")
         check_extractors(cfg, DOMAIN_EXTRACTOR)
 
     def method_label(self, method: str) -> str:
