@@ -1,9 +1,10 @@
 """Per-pixel coherence maps (issue 12): Canny coherence low exactly on class boundaries, the confidence map is the
 maximum softmax, edits."""
 import numpy as np
+import pytest
 import torch
 
-from cad.conditioning.coherence_maps import (canny_coherence, confidence_coherence, square_coherence,
+from cad.conditioning.coherence_maps import (blit_coherence, canny_coherence, confidence_coherence, square_coherence,
                                              uniform_coherence)
 
 
@@ -48,6 +49,17 @@ def test_the_confidence_map_is_the_maximum_softmax():
     confident = torch.zeros(1, 3, 2, 2)
     confident[:, 1] = 50.0
     torch.testing.assert_close(confidence_coherence(confident), torch.ones(1, 1, 2, 2))
+
+
+def test_a_blitted_map_takes_the_window_from_the_other_map_and_nothing_else():
+    base, other = uniform_coherence(6, 8, 1.0), np.arange(48, dtype=np.float32).reshape(6, 8) / 48
+    blitted = blit_coherence(base, other, 1, 4, 3, 4)
+    assert np.array_equal(blitted[1:4, 4:8], other[1:4, 4:8])
+    outside = np.ones((6, 8), dtype=bool)
+    outside[1:4, 4:8] = False
+    assert (blitted[outside] == 1).all() and (base == 1).all()  # the base itself is left as it was
+    with pytest.raises(ValueError, match="same shape"):
+        blit_coherence(base, other[:, :4], 0, 0, 2, 2)
 
 
 def test_an_edited_map_has_its_square():

@@ -48,6 +48,19 @@ def test_the_coherence_maps_given_at_sampling():
     assert cond.coherence_map.shape == (3, 1, 32, 64)
 
 
+def test_the_blit_map_is_the_own_confidence_left_and_another_canvass_right(monkeypatch):
+    cfg = resolve("smoke", "fashion_mnist", "cad", ["sample.coherence_map=blit"], task="map", accelerator="cpu")
+    count = len(map_task.test_canvases(map_task.source_splits("fashion_mnist")["test"], "fashion_mnist",
+                                       map_task.MAP_SPEC))
+    monkeypatch.setattr(map_task, "canvas_confidences",  # canvas i's confidence: i / count everywhere
+                        lambda cfg, indices: np.stack([np.full((32, 64), i / count, np.float32) for i in indices]))
+    indices = [0, 5, count - 1]
+    blit = map_task.coherence_maps(cfg, indices, map_task.requested_maps(cfg, indices))
+    for row, i in zip(blit, indices):
+        assert (row[:, :32] == np.float32(i / count)).all()
+        assert (row[:, 32:] == np.float32(((i + 1) % count) / count)).all()  # the next canvas, wrapping at the end
+
+
 def test_predicted_maps_are_the_segmenter_argmax_and_max_softmax():
     torch.manual_seed(0)
     segmenter = Segmenter(3, width=8).eval()

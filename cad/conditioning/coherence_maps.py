@@ -5,7 +5,9 @@
 - ``canny_coherence``: synthetic, ``low`` on the class boundaries that Canny edge detection finds on the map, 1
   elsewhere;
 - ``uniform_coherence``: c = 1 everywhere;
-- ``square_coherence``: an edited map, ``value`` inside a square (Figure 6(a)'s low-coherence square).
+- ``square_coherence``: an edited map, ``value`` inside a square (Figure 6(a)'s low-coherence square);
+- ``blit_coherence``: an edited map, a window of another image's coherence map copied in (Figure 6(a)'s rightmost
+  column, "the coherence scores of two children obtained from another image" overlaid on the map).
 """
 from __future__ import annotations
 
@@ -45,4 +47,13 @@ def square_coherence(base: np.ndarray, top: int, left: int, size: int, value: fl
     """``base`` with a ``size`` x ``size`` square at (top, left) set to ``value`` (an edited coherence map)."""
     out = np.array(base, dtype=np.float32, copy=True)
     out[top:top + size, left:left + size] = value
+    return out
+
+
+def blit_coherence(base: np.ndarray, other: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """``base`` with its ``height`` x ``width`` window at (top, left) replaced by the same window of ``other``."""
+    if base.shape != other.shape:
+        raise ValueError(f"blit_coherence: maps of shapes {base.shape} and {other.shape}; valid: the same shape")
+    out = np.array(base, dtype=np.float32, copy=True)
+    out[top:top + height, left:left + width] = other[top:top + height, left:left + width]
     return out

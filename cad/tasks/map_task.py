@@ -6,8 +6,8 @@ softmax the coherence map); mIoU by a *different*, stronger segmenter on the gen
 map. Evaluation requests are the exact class maps of held-out test canvases (sample i asks for test canvas i's map);
 FID compares with those canvases. ``sample.coherence_map`` chooses the coherence map given at sampling (Figure 6(a)):
 ``uniform`` (``sample.coherence`` everywhere), ``canny`` (0 on the map's class boundaries), ``confidence`` (the
-confidence segmenter's maximum softmax on the test canvas) or ``square`` (uniform with a 12x12 square of 0 in the
-middle: an edited map).
+confidence segmenter's maximum softmax on the test canvas), ``square`` (uniform with a 12x12 square of 0 in the
+middle: an edited map) or ``blit`` (the confidence map with another canvas's right half blitted in).
 
 At the paper scale (``--scale paper``): ControlNet over Stable Diffusion on ADE20K, in cad.tasks.map_paper, to which
 each method below hands over when ``cfg.scale == "paper"``.
@@ -27,7 +27,7 @@ from benchmarks.metrics import mean_iou
 from benchmarks.samples import load_samples
 from benchmarks.tables import get_spec as get_table_spec, render_table, write_table as write_table_files
 from cad.conditioning import Condition
-from cad.conditioning.coherence_maps import canny_coherence, confidence_coherence, square_coherence
+from cad.conditioning.coherence_maps import blit_coherence, canny_coherence, confidence_coherence, square_coherence
 from cad.data.canvases import VOCABULARIES
 from cad.data.classifier_training import load_or_train
 from cad.data.map_data import (MAP_SPEC, build_map_datamodule, load_segmenter, map_canvases, one_hot_map)
@@ -46,7 +46,7 @@ from cad.tasks.registry import Task, register_task
 from cad.training.loop_checkpoint import LoopCheckpoint, partial_path
 from cad.training.pretrain import pretrain_unconditional
 
-COHERENCE_MAPS = ("uniform", "canny", "confidence", "square")
+COHERENCE_MAPS = ("uniform", "canny", "confidence", "square", "blit")
 DOMAIN_EXTRACTOR = "segmenter"  # the mIoU segmenter's pooled features
 BASE_STEPS = {"cpu": 3000, "smoke": 20}  # unconditional pre-training of the base (AdamW lr 1e-3, batch 64)
 SNAPSHOT_EVERY = 100  # base pre-training steps between snapshots (~5 min on one core at the cpu scale)
@@ -83,19 +83,31 @@ def requested_maps(cfg: DictConfig, indices: list[int]) -> np.ndarray:
     return np.stack([test[int(i)]["class_map"] for i in indices])
 
 
+def canvas_confidences(cfg: DictConfig, indices: list[int]) -> np.ndarray:
+    """(B, H, W) float32: the confidence segmenter's maximum softmax on the test canvases ``indices``."""
+    splits = source_splits(cfg.dataset)
+    segmenter = load_segmenter("confidence", cfg.dataset, cfg.scale,
+                               map_canvases(splits["train"], cfg.dataset, cfg.scale))
+    test = test_canvases(splits["test"], cfg.dataset, MAP_SPEC)
+    images = torch.from_numpy(np.stack([test[int(i)]["image"] for i in indices]))
+    with torch.no_grad():
+        return confidence_coherence(segmenter(images))[:, 0].numpy()
+
+
 def coherence_maps(cfg: DictConfig, indices: list[int], maps: np.ndarray) -> np.ndarray:
-    """(B, H, W) float32: the coherence maps ``sample.coherence_map`` asks for, of the requested maps."""
+    """(B, H, W) float32: the coherence maps ``sample.coherence_map`` asks for, of the requested maps. ``blit`` (our
+    stand-in for Figure 6(a)'s rightmost column): the canvas's own confidence map with its right half, where the
+    second object stands, replaced by that of the next test canvas (another image's object)."""
     kind, value = cfg.sample.coherence_map, float(cfg.sample.coherence)
     if kind == "canny":
         return np.stack([canny_coherence(m) for m in maps])
     if kind == "confidence":
-        splits = source_splits(cfg.dataset)
-        segmenter = load_segmenter("confidence", cfg.dataset, cfg.scale,
-                                   map_canvases(splits["train"], cfg.dataset, cfg.scale))
-        test = test_canvases(splits["test"], cfg.dataset, MAP_SPEC)
-        images = torch.from_numpy(np.stack([test[int(i)]["image"] for i in indices]))
-        with torch.no_grad():
-            return confidence_coherence(segmenter(images))[:, 0].numpy()
+        return canvas_confidences(cfg, indices)
+    if kind == "blit":
+        count = len(test_canvases(source_splits(cfg.dataset)["test"], cfg.dataset, MAP_SPEC))
+        own, other = canvas_confidences(cfg, indices), canvas_confidences(cfg, [(int(i) + 1) % count for i in indices])
+        h, w = maps.shape[1:]
+        return np.stack([blit_coherence(a, b, 0, w // 2, h, w - w // 2) for a, b in zip(own, other)])
     uniform = np.full(maps.shape, value, dtype=np.float32)
     if kind == "square":
         h, w = maps.shape[1:]
