@@ -53,6 +53,7 @@ class Experiment:
     variants: dict | None = None  # an ablation: name -> overrides; every method runs once per variant
     datasets: list[str] | None = None  # the datasets it runs by default (the text task: its canvases' sources)
     best_of: str | None = None  # a sweep shown as its task's table: each method at the value with the lowest metric
+    context: dict | None = None  # an ablation: variant -> what the seed paper reports for it (cad.experiment.ablation)
 
     def values_at(self, scale: str) -> list:
         values = self.sweep_values
@@ -83,6 +84,7 @@ def load_experiment(name: str) -> Experiment:
         variants=OmegaConf.to_container(cfg.variants) if cfg.get("variants") else None,
         datasets=list(cfg.datasets) if cfg.get("datasets") else None,
         best_of=cfg.get("best_of"),
+        context=OmegaConf.to_container(cfg.context) if cfg.get("context") else None,
     )
 
 

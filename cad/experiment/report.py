@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from cad.data.registry import pretty_name
 from cad.diffusion.guidance_loss import GuidanceLoss
+from cad.experiment.ablation import write_ablation
 from cad.experiment.config import EXECUTION_KEYS, Experiment, scale_value
 from cad.experiment.runs import RunDirs
 from cad.io import atomic_path, atomic_write_text
@@ -277,4 +278,8 @@ def write(experiment: Experiment, scale: str, results: list[RunResult], root: Pa
     text = sweep_csv(results, experiment.sweep_key)
     atomic_write_text(figures / f"{stem}.csv", text)
     plot_sweep(results, experiment, figures / f"{stem}.png")
+    if experiment.variants:  # an ablation: its table as well, with wall times and the seed paper's effect beside it
+        notes = table_notes(results, get_task(experiment.task).request_note_at(scale), experiment.sweep_key)
+        table = write_ablation(experiment, results, notes, root / "tables", stem)
+        text = table + f"\nwrote {root / 'tables' / stem}.md and .csv"
     return text + f"\nwrote {figures / stem}.csv and .png"

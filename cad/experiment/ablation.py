@@ -1,0 +1,86 @@
+"""An ablation's table (an experiment with ``variants``): a row per (dataset, method, variant, swept value) with its
+metrics, its FID change against the experiment's first variant at the same dataset, method and value, the wall time
+its stages took (from their done markers), and what the seed paper reports for that piece (``context`` in the
+experiment's file) beside it: context, never a target.
+
+    results/tables/<stem>.md, <stem>.csv      (the figure of the same runs: results/figures/<stem>.{png,csv})
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from cad.data.registry import pretty_name
+from cad.experiment.runs import is_done, read_done
+from cad.io import atomic_write_text
+
+# (metrics.json key, column): the class task's; a column no row has is left out (the text task has no accuracy).
+METRICS = (("fid", "FID"), ("accuracy", "Acc"), ("precision", "P"), ("recall", "R"), ("density", "D"),
+           ("coverage", "C"), ("clip_score", "CLIPScore"))
+
+
+def wall_seconds(r) -> float | None:
+    """Training + sampling + evaluation wall time of a run, from its done markers (None where one is missing: a
+    training finished by another experiment under the same hash is counted all the same)."""
+    total = 0.0
+    for directory, stage in ((r.dirs.train, "train"), (r.dirs.sample, "sample"), (r.dirs.evaluate, "evaluate")):
+        if not is_done(directory, stage) or "wall_s" not in read_done(directory, stage):
+            return None
+        total += float(read_done(directory, stage)["wall_s"])
+    return total
+
+
+def ablation_rows(experiment, results: list) -> list[dict]:
+    """The rows in the experiment's variant order, each with ``fid_change`` (%, against the first variant's run at the
+    same dataset, method and swept value; None where that run is not finished) and ``wall_s``."""
+    order = list(experiment.variants or {})
+    results = sorted(results, key=lambda r: (r.dataset, r.method, order.index(r.variant) if r.variant in order else
+                                             len(order), r.sweep_value if r.sweep_value is not None else 0))
+    reference = {(r.dataset, r.method, r.sweep_value): r.metrics.get("fid") for r in results
+                 if order and r.variant == order[0]}
+    rows = []
+    for r in results:
+        base, fid = reference.get((r.dataset, r.method, r.sweep_value)), r.metrics.get("fid")
+        change = None if base in (None, 0) or fid is None else 100.0 * (fid - base) / base
+        rows.append({"dataset": pretty_name(r.dataset), "method": r.method, "variant": r.variant,
+                     "value": r.sweep_value, "fid_change": change, "wall_s": wall_seconds(r),
+                     "context": (experiment.context or {}).get(r.variant, ""),
+                     **{key: r.metrics.get(key) for key, _ in METRICS}})
+    return rows
+
+
+def _cell(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(experiment, rows: list[dict], notes: dict[str, str]) -> str:
+    metrics = [(k, label) for k, label in METRICS if any(isinstance(r[k], (int, float)) for r in rows)]
+    key = experiment.sweep_key.split(".")[-1] if experiment.sweep_key else "value"
+    head = ["dataset", "method", "variant", key] + [label for _, label in metrics] + [
+        f"FID vs {next(iter(experiment.variants))}", "wall (min)", "seed paper (context, not a target)"]
+    lines = [f"## {experiment.name}: the ablation, a row per run", "", "| " + " | ".join(head) + " |",
+             "|" + "|".join("---" if i < 4 or i == len(head) - 1 else "---:" for i in range(len(head))) + "|"]
+    for r in rows:
+        cells = [r["dataset"], r["method"], r["variant"], _cell(r["value"], 1)]
+        cells += [_cell(r[k], 2 if k in ("fid", "clip_score") else 3) for k, _ in metrics]
+        cells += ["-" if r["fid_change"] is None else f"{r['fid_change']:+.1f}%",
+                  "-" if r["wall_s"] is None else f"{r['wall_s'] / 60:.0f}", r["context"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + [f"- {k}: {v}" for k, v in notes.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_ablation(experiment, results: list, notes: dict[str, str], directory: Path, stem: str) -> str:
+    """Write ``<stem>.md`` and ``<stem>.csv`` under ``directory``; returns the Markdown."""
+    rows = ablation_rows(experiment, results)
+    text = render_markdown(experiment, rows, notes)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(directory / f"{stem}.md", text)
+    atomic_write_text(directory / f"{stem}.csv", out.getvalue())
+    return text

@@ -1,0 +1,49 @@
+"""An ablation's table (cad.experiment.ablation): a row per run, the FID change against the first variant at the same
+method and guidance, the stages' wall time, and the seed paper's reported effect beside it."""
+import json
+
+from cad.experiment import report
+from cad.experiment.ablation import ablation_rows
+from cad.experiment.config import load_experiment, resolve
+from cad.experiment.runs import mark_done, run_dirs
+
+
+def _run(tmp_path, experiment, variant, value, fid, walls=(600.0, 60.0, 30.0)):
+    overrides = experiment.overrides_at("smoke") + list(experiment.variants[variant])
+    cfg = resolve("smoke", "fashion_mnist", "cfg", overrides + [f"sample.guidance_scale={value}"])
+    dirs = run_dirs(cfg, experiment.name, tmp_path / "raw")
+    for (directory, stage), wall in zip(((dirs.train, "train"), (dirs.sample, "sample"), (dirs.evaluate, "evaluate")),
+                                        walls):
+        directory.mkdir(parents=True, exist_ok=True)
+        if wall is not None:
+            mark_done(directory, stage, {"wall_s": wall})
+    metrics = {"fid": fid, "accuracy": 0.5, "precision": 0.6, "recall": 0.4, "density": 0.7, "coverage": 0.3,
+               "meta": {"extractors": {"fid": "inception"}}}
+    (dirs.evaluate / "metrics.json").write_text(json.dumps(metrics))
+    return report.RunResult(dataset="fashion_mnist", method="cfg", sweep_value=value, cfg=cfg, dirs=dirs,
+                            metrics=metrics, variant=variant)
+
+
+def test_each_variant_is_measured_against_the_first_at_the_same_guidance(tmp_path):
+    experiment = load_experiment("guidance_loss")
+    results = [_run(tmp_path, experiment, "aligned", 3.0, 30.0), _run(tmp_path, experiment, "plain", 3.0, 40.0),
+               _run(tmp_path, experiment, "plain", 0.0, 50.0),
+               _run(tmp_path, experiment, "aligned", 0.0, 55.0, walls=(600.0, None, 30.0))]
+    rows = ablation_rows(experiment, results)
+    assert [(r["variant"], r["value"]) for r in rows] == [("plain", 0.0), ("plain", 3.0), ("aligned", 0.0),
+                                                          ("aligned", 3.0)]
+    assert rows[0]["fid_change"] == 0.0 and rows[2]["fid_change"] == 10.0 and rows[3]["fid_change"] == -25.0
+    assert rows[1]["wall_s"] == 690.0 and rows[2]["wall_s"] is None  # a stage without its wall time: not summed
+    assert rows[3]["context"] == experiment.context["aligned"] and rows[0]["context"] == ""
+
+
+def test_an_ablation_writes_its_table_beside_its_figure(tmp_path):
+    experiment = load_experiment("guidance_loss")
+    results = [_run(tmp_path, experiment, "plain", 0.0, 50.0), _run(tmp_path, experiment, "aligned", 0.0, 45.0)]
+    text = report.write(experiment, "smoke", results, tmp_path)
+    table = (tmp_path / "tables" / "guidance_loss.md").read_text()
+    assert table in text and (tmp_path / "figures" / "guidance_loss.png").is_file()
+    rows = [line for line in table.splitlines() if line.startswith("| Fashion-MNIST")]
+    assert len(rows) == 2 and "wall (min)" in table and "-10.0%" in rows[1] and "| 12 |" in rows[1]
+    assert experiment.context["aligned"] in rows[1]
+    assert (tmp_path / "tables" / "guidance_loss.csv").read_text().count("\n") == 3  # a header and the two runs
