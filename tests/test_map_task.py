@@ -113,3 +113,40 @@ def test_unconditional_pretraining_lowers_the_loss_on_a_tiny_set():
     later = pretrain_unconditional(model, lambda i: data[i], 8, steps=150, batch_size=8, lr=1e-3, seed=1,
                                    schedule=schedule)
     assert later < 0.8 * first
+
+
+def test_fig6a_draws_one_grid_of_the_same_maps_under_each_coherence_map(tmp_path, monkeypatch):
+    from benchmarks.samples import save_samples
+    from cad.experiment import report
+    from cad.experiment.config import load_experiment
+    from cad.experiment.runs import run_dirs
+    from cad.tasks import map_grid
+
+    experiment, drawn = load_experiment("fig6a"), {}
+    monkeypatch.setattr(map_grid, "save_coherence_sweep_grid", lambda path, rows: drawn.update(path=path, rows=rows))
+    results = []
+    for value, kind in enumerate(["uniform", "canny"]):
+        cfg = resolve("smoke", "fashion_mnist", "cad", [f"sample.coherence_map={kind}"], task="map", accelerator="cpu")
+        dirs = run_dirs(cfg, "fig6a", tmp_path)
+        dirs.sample.mkdir(parents=True)
+        images = np.full((8, 32, 64, 1), 10 * (value + 1), dtype=np.uint8)  # each run's samples recognisable
+        save_samples(dirs.sample / "samples.npz", images, None, np.arange(8), requests=np.arange(8))
+        results.append(report.RunResult(dataset="fashion_mnist", method="cad", sweep_value=kind, cfg=cfg, dirs=dirs,
+                                        metrics={}))
+    task = map_task.MapTask()
+    assert task.write_sweep_figures(experiment, results, tmp_path, "fig6a") == [tmp_path / "fig6a-grid.png"]
+    labels = [label for label, _ in drawn["rows"]]
+    assert labels == ["requested map", "real canvas", "uniform: coherence", "uniform: samples", "canny: coherence",
+                      "canny: samples"]
+    rows = dict(drawn["rows"])
+    n = map_task.GRID_CANVASES
+    maps = map_task.requested_maps(results[0].cfg, list(range(n)))
+    assert rows["uniform: coherence"].shape == (n, 32, 64) and (rows["uniform: coherence"] == 255).all()
+    assert np.array_equal(rows["canny: coherence"] == 0, np.stack([canny_edges(m) for m in maps]))
+    assert (rows["uniform: samples"] == 10).all() and (rows["canny: samples"] == 20).all()
+    assert task.write_sweep_figures(load_experiment("fig6b"), results, tmp_path, "fig6b") == []  # not a map sweep
+    monkeypatch.undo()
+    map_grid.save_coherence_sweep_grid(tmp_path / "grid.png", drawn["rows"])
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size[1] > Image.open(tmp_path / "grid.png").size[0] / 4  # six rows drawn

@@ -278,6 +278,8 @@ def write(experiment: Experiment, scale: str, results: list[RunResult], root: Pa
     text = sweep_csv(results, experiment.sweep_key)
     atomic_write_text(figures / f"{stem}.csv", text)
     plot_sweep(results, experiment, figures / f"{stem}.png")
+    for path in get_task(experiment.task).write_sweep_figures(experiment, results, figures, stem):
+        text += f"\nwrote {path}"
     if experiment.variants:  # an ablation: its table as well, with wall times and the seed paper's effect beside it
         notes = table_notes(results, get_task(experiment.task).request_note_at(scale), experiment.sweep_key)
         table = write_ablation(experiment, results, notes, root / "tables", stem)

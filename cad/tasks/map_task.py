@@ -39,6 +39,7 @@ from cad.paths import cache_dir
 from cad.tasks.grids import save_grid
 from cad.tasks import map_paper
 from cad.tasks.map_conditional import MapConditionalDiffusion, build_base
+from cad.tasks.map_grid import write_coherence_sweep_grid
 from cad.tasks.checks import check_canvas_run, check_extractors, check_no_null_label
 from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
@@ -47,6 +48,7 @@ from cad.training.loop_checkpoint import LoopCheckpoint, partial_path
 from cad.training.pretrain import pretrain_unconditional
 
 COHERENCE_MAPS = ("uniform", "canny", "confidence", "square", "blit")
+GRID_CANVASES = 6  # the requested maps fig6a's grid shows
 DOMAIN_EXTRACTOR = "segmenter"  # the mIoU segmenter's pooled features
 BASE_STEPS = {"cpu": 3000, "smoke": 20}  # unconditional pre-training of the base (AdamW lr 1e-3, batch 64)
 SNAPSHOT_EVERY = 100  # base pre-training steps between snapshots (~5 min on one core at the cpu scale)
@@ -225,6 +227,27 @@ class MapTask(Task):
         n = min(8, len(images))
         stacked = np.concatenate([shown[:n], images[:n]])
         save_grid(path, stacked, np.concatenate([np.arange(n), np.arange(n)]), n, rows=2)
+
+    def write_sweep_figures(self, experiment, results: list, directory: Path, stem: str) -> list[Path]:
+        """fig6a (a sweep of ``sample.coherence_map``): ``<stem>-grid.png``, the first ``GRID_CANVASES`` requested maps
+        sampled with each kind (cad.tasks.map_grid), from the runs whose samples are here (the cpu and smoke scales;
+        samples are not committed, so a re-render elsewhere keeps the committed grid)."""
+        if experiment.sweep_key != "sample.coherence_map":
+            return []
+        runs = [r for r in results if r.cfg.scale != "paper" and (r.dirs.sample / "samples.npz").is_file()]
+        runs = [r for r in runs if r.dataset == (runs[0].dataset if runs else None)]
+        if not runs:
+            print(f"[{experiment.name}] grid: no run's samples here; the grid is left as it is")
+            return []
+        cfg, indices = runs[0].cfg, list(range(GRID_CANVASES))  # sample i asks for test canvas i's map
+        maps = requested_maps(cfg, indices)
+        k = len(VOCABULARIES[cfg.dataset])
+        test = test_canvases(source_splits(cfg.dataset)["test"], cfg.dataset, MAP_SPEC)
+        path = directory / f"{stem}-grid.png"
+        write_coherence_sweep_grid(path, runs, np.where(maps == k, 0, 80 + 17 * maps).astype(np.uint8),
+                                   np.stack([test[i]["image"][0] for i in indices]),
+                                   lambda run_cfg: coherence_maps(run_cfg, indices, maps))
+        return [path]
 
     def evaluate(self, cfg: DictConfig, samples_path: Path, *, device: torch.device | str = "cpu",
                  progress: bool = True) -> dict:

@@ -78,6 +78,10 @@ class Task:
     def evaluate(self, cfg: DictConfig, samples_path: Path, *, device: torch.device | str, progress: bool) -> dict:
         raise NotImplementedError
 
+    def write_sweep_figures(self, experiment, results: list, directory: Path, stem: str) -> list[Path]:
+        """Figures of a sweep's runs beside its metric plot (the map task's Figure 6(a) grid); the paths written."""
+        return []
+
     def write_table(self, name: str, results: list, notes: dict, directory: Path, output: str | None = None) -> str:
         """Render table ``name`` into ``directory`` as ``<output or name>.*``; return the text to print."""
         raise NotImplementedError
