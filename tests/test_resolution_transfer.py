@@ -84,3 +84,31 @@ def test_a_dataset_at_another_resolution_trains_and_is_checked():
     assert OmegaConf.select(resolve("smoke", "fashion_mnist", "cad", accelerator="cpu"), "data.resolution") is None
     with pytest.raises(ConfigError, match="data.resolution"):
         resolve("smoke", "fashion_mnist", "cad", ["data.resolution=4"], accelerator="cpu")
+
+
+def test_the_transfer_variant_starts_from_the_plain_variants_run_trained_first(tmp_path, monkeypatch, capsys):
+    """conditioning's 56px_transfer (train.init_from=variant:plain): the plain run is trained first when it is not,
+    named by its run folder (the same identity on every machine), and the 56 px run starts from its weights."""
+    from cad.experiment import cli, stages
+    from cad.experiment.config import ConfigError, load_experiment
+    from cad.experiment.runs import is_done, run_dirs
+    from tests.tiny_runs import TINY
+
+    monkeypatch.setenv("CAD_RESULTS", str(tmp_path))
+    monkeypatch.setattr(stages, "sample", lambda *a, **k: None)  # the trainings are what is checked here
+    monkeypatch.setattr(stages, "evaluate", lambda *a, **k: {})
+    argv = ["conditioning", "--scale", "smoke", "--datasets", "fashion_mnist", "--variants", "56px_transfer"] + TINY
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    [planned] = cli._configs(load_experiment("conditioning"), "smoke", ["fashion_mnist"], ["cad"], TINY,
+                             cli.parse_args(argv), None, ["56px_transfer"])
+    name = planned.cfg.train.init_from.removeprefix("run:")
+    source = tmp_path / "smoke" / "raw" / "conditioning" / name
+    assert name == run_dirs(planned.source, "conditioning").train.name  # the plain variant's run
+    assert is_done(source, "train") and (source / "model_ema.pt").is_file()
+    assert f"starting from the weights of run:{name}" in out
+    assert is_done(run_dirs(planned.cfg, "conditioning", tmp_path / "smoke" / "raw").train, "train")
+    bad = load_experiment("conditioning")
+    bad.variants["56px_transfer"][-1] = "train.init_from=variant:nothing"
+    with pytest.raises(ConfigError, match="names no other variant of conditioning; valid: plain"):
+        cli._configs(bad, "smoke", ["fashion_mnist"], ["cad"], [], cli.parse_args(argv), None, ["56px_transfer"])

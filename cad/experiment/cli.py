@@ -15,11 +15,11 @@ import torch
 from cad.experiment import report
 from cad.experiment.config import (ConfigError, experiment_choices, load_experiment, resolve, scale_datasets,
                                    _choices)
-from cad.experiment.runs import is_done, read_metrics, run_dirs
+from cad.experiment.runs import RUN_PREFIX, is_done, read_metrics, run_dirs, run_name
 from cad.data.errors import DatasetNotFoundError
 from cad.data.paper_classifiers import ClassifierWeightsNotFoundError
 from cad.experiment.park import park_list
-from cad.experiment.stages import ema_weights, is_global_zero, run, train_until
+from cad.experiment.stages import ema_weights, is_global_zero, run, train, train_until
 from cad.tasks.base import NonFiniteLossError
 
 # Errors whose message already tells the user what is wrong and what to do: printed without a traceback.
@@ -27,6 +27,7 @@ USER_ERRORS = (DatasetNotFoundError, ClassifierWeightsNotFoundError, NonFiniteLo
 from cad.paths import results_dir
 
 SCALES = ("smoke", "cpu", "paper")
+VARIANT_PREFIX = "variant:"  # an ablation variant's train.init_from=variant:<name>: that variant's training run
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -71,6 +72,7 @@ class Planned(NamedTuple):
     value: float | None
     cfg: object
     variant: str | None = None
+    source: object = None  # the config of the run this one starts from (train.init_from=variant:<name>), trained first
 
 
 def _configs(experiment, scale: str, datasets: list[str], methods: list[str], overrides: list[str],
@@ -100,10 +102,26 @@ def _configs(experiment, scale: str, datasets: list[str], methods: list[str], ov
                               + (f"the variants {', '.join(variants)}" if experiment.variants else "no variants")
                               + "; valid: a subset of those" + ("" if experiment.variants else " (none)"))
         variants = {n: variants[n] for n in chosen}
-    return [Planned(d, m, v, resolve(scale, d, m, fixed + list(variants[n]) + overrides
-                                     + ([f"{experiment.sweep_key}={v}"] if v is not None else []),
-                                     task=experiment.task, accelerator=args.accelerator, devices=args.devices), n)
-            for d in datasets for m in methods for n in variants for v in sweep]
+    def config(d, m, variant_overrides, v=None):
+        return resolve(scale, d, m, fixed + list(variant_overrides) + overrides
+                       + ([f"{experiment.sweep_key}={v}"] if v is not None else []),
+                       task=experiment.task, accelerator=args.accelerator, devices=args.devices)
+
+    planned = []
+    for d in datasets:
+        for m in methods:
+            for n in variants:
+                own, source = list(variants[n]), None
+                named = [o for o in own if o.startswith(f"train.init_from={VARIANT_PREFIX}")]
+                if named:  # another variant's training run, by its name: the same on every machine
+                    origin = named[0].split("=", 1)[1][len(VARIANT_PREFIX):]
+                    if origin not in experiment.variants or origin == n:
+                        raise ConfigError(f"variant {n}: {named[0]} names no other variant of {experiment.name}; "
+                                          f"valid: {', '.join(v for v in experiment.variants if v != n)}")
+                    source = config(d, m, experiment.variants[origin])
+                    own = [o for o in own if o not in named] + [f"train.init_from={RUN_PREFIX}{run_name(source)}"]
+                planned += [Planned(d, m, v, config(d, m, own, v), n, source) for v in sweep]
+    return planned
 
 
 def _applies(experiment, args: argparse.Namespace, datasets: list[str], method: str) -> bool:
@@ -168,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = results_dir() / "smoke" if args.scale == "smoke" else results_dir()
     if args.park:
-        for path in park_list(experiment.task, [_parking(p.cfg, experiment.name, root) for p in configs]):
+        files = park_list(experiment.task, [_parking(p.cfg, experiment.name, root) for p in configs])
+        # a variant not yet trained needs the finished weights of the run it starts from as well
+        sources = [run_dirs(p.source, experiment.name, root / "raw").train / "model_ema.pt" for p in configs
+                   if p.source is not None and not is_done(run_dirs(p.cfg, experiment.name, root / "raw").train,
+                                                           "train")]
+        for path in dict.fromkeys(files + [s for s in sources if s.is_file()]):
             print(path)
         return 0
     start = time.time()
@@ -179,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
               + (f" ({planned.variant})" if planned.variant else "")
               + (f" | {experiment.sweep_key}={value}" if value is not None else "") + f" -> {dirs.evaluate}")
         try:
+            if planned.source is not None:  # the run it starts from is trained first (a no-op once it is)
+                train(planned.source, run_dirs(planned.source, experiment.name, root / "raw"),
+                      accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
+                      progress=not args.no_progress)
             run(cfg, dirs, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
                 progress=not args.no_progress)
         except USER_ERRORS as err:

@@ -29,9 +29,31 @@ class RunDirs:
     evaluate: Path
 
 
+# ``train.init_from=run:<run name>``: start from the EMA weights of that training run (found in any experiment's folder,
+# the identity stays the same on every machine, unlike a path); an ablation's variant names it as ``variant:<name>``.
+RUN_PREFIX = "run:"
+
+
+def run_name(cfg: DictConfig) -> str:
+    """A training run's folder name: ``<dataset>-<method>-<hash of its training config>``."""
+    return f"{cfg.dataset}-{cfg.method.name}-{config_hash(cfg, TRAIN_KEYS)}"
+
+
+def init_weights_path(init_from: str, raw_root: Path) -> Path:
+    """The file ``train.init_from`` names: a path, or ``run:<name>``'s finished ``model_ema.pt`` under ``raw_root``."""
+    if not str(init_from).startswith(RUN_PREFIX):
+        return Path(init_from)
+    name = str(init_from)[len(RUN_PREFIX):]
+    found = sorted(raw_root.glob(f"*/{name}/model_ema.pt"))
+    if not found:
+        raise FileNotFoundError(f"train.init_from={init_from}: no {name}/model_ema.pt under {raw_root}; train that run "
+                                f"first (an ablation does, before the variant that starts from it) or park its weights")
+    return found[0]
+
+
 def run_dirs(cfg: DictConfig, experiment: str, root: Path | None = None) -> RunDirs:
     root = root or results_dir() / "raw"
-    name = f"{cfg.dataset}-{cfg.method.name}-{config_hash(cfg, TRAIN_KEYS)}"
+    name = run_name(cfg)
     finished = sorted(root.glob(f"*/{name}/train.done"))
     train = finished[0].parent if finished else root / experiment / name
     sample = train / f"sample-{config_hash(cfg, TRAIN_KEYS + SAMPLE_KEYS)}"

@@ -17,7 +17,7 @@ from cad import hardware
 from cad.experiment.checkpoints import latest_good_checkpoint
 from cad.experiment.config import save_config
 from cad.experiment.data_order import StepDataModule
-from cad.experiment.runs import RunDirs, is_done, mark_done, read_metrics
+from cad.experiment.runs import RunDirs, init_weights_path, is_done, mark_done, read_metrics
 from cad.io import atomic_path, atomic_write_json
 from cad.tasks.base import DiffusionModule
 from cad.tasks.generate import generate, generate_distributed, to_uint8
@@ -124,8 +124,9 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     if resume:
         print(f"[train] resuming from {resume.name} (step {start_step})")
     elif cfg.train.init_from:
-        print(f"[train] starting from the weights of {cfg.train.init_from}")
-        module.init_weights(torch.load(cfg.train.init_from, map_location="cpu", weights_only=True))
+        source = init_weights_path(cfg.train.init_from, dirs.train.parent.parent)
+        print(f"[train] starting from the weights of {cfg.train.init_from} ({source})")
+        module.init_weights(torch.load(source, map_location="cpu", weights_only=True))
     start = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     if trainer.global_step < until:

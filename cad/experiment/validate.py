@@ -14,6 +14,7 @@ from cad.data.augment import augments
 from cad.data.noise import PROTOCOLS, PROTOCOL_ALIASES
 from cad.diffusion.schedules import available_schedules
 from cad.experiment.config import ConfigError
+from cad.experiment.runs import RUN_PREFIX
 from cad.sampling import available_samplers
 from cad.tasks.registry import get_task, task_choices
 
@@ -42,8 +43,9 @@ def validate(cfg: DictConfig) -> None:
         if not isinstance(cfg[section][name], int) or cfg[section][name] < 1:
             raise ConfigError(f"{key}={cfg[section][name]!r} is not valid; valid: an integer >= 1")
     init = cfg.train.init_from
-    if init is not None and not Path(init).is_file():
-        raise ConfigError(f"train.init_from={init!r}: no such file; valid: null or the model_ema.pt of a trained run")
+    if init is not None and not str(init).startswith(RUN_PREFIX) and not Path(init).is_file():
+        raise ConfigError(f"train.init_from={init!r}: no such file; valid: null, the model_ema.pt of a trained run, or "
+                          f"{RUN_PREFIX}<its run folder name>")
     step = cfg.sample.train_step
     if step is not None and (not isinstance(step, int) or not 1 <= step <= cfg.train.total_steps):
         raise ConfigError(f"sample.train_step={step!r} is not valid; valid: null (the end of training) or an integer "
