@@ -63,11 +63,15 @@ def render_markdown(experiment, rows: list[dict], notes: dict[str, str]) -> str:
         f"FID vs {next(iter(experiment.variants))}", "wall (min)", "seed paper (context, not a target)"]
     lines = [f"## {experiment.name}: the ablation, a row per run", "", "| " + " | ".join(head) + " |",
              "|" + "|".join("---" if i < 4 or i == len(head) - 1 else "---:" for i in range(len(head))) + "|"]
+    seen = set()
     for r in rows:
+        block = (r["dataset"], r["method"], r["variant"])  # the seed paper's line once per variant's block of rows
+        context = "" if block in seen else r["context"]
+        seen.add(block)
         cells = [r["dataset"], r["method"], r["variant"], _cell(r["value"], 1)]
         cells += [_cell(r[k], 2 if k in ("fid", "clip_score") else 3) for k, _ in metrics]
         cells += ["-" if r["fid_change"] is None else f"{r['fid_change']:+.1f}%",
-                  "-" if r["wall_s"] is None else f"{r['wall_s'] / 60:.0f}", r["context"]]
+                  "-" if r["wall_s"] is None else f"{r['wall_s'] / 60:.0f}", context]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + [f"- {k}: {v}" for k, v in notes.items()]
     return "\n".join(lines) + "\n"
