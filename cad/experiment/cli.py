@@ -191,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         sources = [run_dirs(p.source, experiment.name, root / "raw").train / "model_ema.pt" for p in configs
                    if p.source is not None and not is_done(run_dirs(p.cfg, experiment.name, root / "raw").train,
                                                            "train")]
-        for path in dict.fromkeys(files + [s for s in sources if s.is_file()]):
+        parked = list(dict.fromkeys(files + [s for s in sources if s.is_file()]))
+        for path in parked:
             print(path)
+        size = sum(p.stat().st_size for p in parked) / 2**20
+        print(f"[{experiment.name}] {len(parked)} files to park, {size:.1f} MiB", file=sys.stderr)
         return 0
     start = time.time()
     for planned in [] if args.render_only else configs:
