@@ -38,7 +38,7 @@ def test_a_training_parked_on_one_machine_ends_on_another_as_if_never_stopped(tm
 
     first = run_dirs(cfg, "x", tmp_path / "first")
     train_killed_at(cfg, first, 3, monkeypatch)  # the session ends
-    parked = park_list("class", _parking(cfg, first), cache_root=tmp_path / "cache")
+    parked = park_list("class", "smoke", _parking(cfg, first), cache_root=tmp_path / "cache")
     assert parked == [first.train / "checkpoints" / "step=2.ckpt"]
 
     files = [p for p in (tmp_path / "first").rglob("*") if p.is_file()]
@@ -51,26 +51,38 @@ def test_a_training_parked_on_one_machine_ends_on_another_as_if_never_stopped(tm
         assert torch.equal(reference[name], resumed[name]), name
 
     # Trained, sampling left: the EMA weights (smaller than the checkpoint); sampled: the samples; evaluated: nothing.
-    assert park_list("class", _parking(cfg, second), tmp_path / "cache") == [second.train / "model_ema.pt"]
+    assert park_list("class", "smoke", _parking(cfg, second), tmp_path / "cache") == [second.train / "model_ema.pt"]
     second.sample.mkdir(parents=True)
     (second.sample / "samples.npz").write_bytes(b"drawn")
     (second.sample / "sample.done").write_text("{}")
-    assert park_list("class", _parking(cfg, second), tmp_path / "cache") == [second.sample / "samples.npz"]
+    assert park_list("class", "smoke", _parking(cfg, second), tmp_path / "cache") == [second.sample / "samples.npz"]
     second.evaluate.mkdir(parents=True)
     (second.evaluate / "evaluate.done").write_text("{}")
-    assert park_list("class", _parking(cfg, second), tmp_path / "cache") == []
+    assert park_list("class", "smoke", _parking(cfg, second), tmp_path / "cache") == []
 
 
-def test_the_long_one_off_trainings_are_parked_with_their_task(tmp_path):
-    (tmp_path / "map_base").mkdir()
-    (tmp_path / "contrastive").mkdir()
-    (tmp_path / "classifiers").mkdir()
-    for name in ("map_base/base.pt", "map_base/other.partial.pt", "contrastive/coherence.partial.pt",
-                 "classifiers/noise.pt"):
-        (tmp_path / name).write_bytes(b"w")
-    assert park_list("map", [], tmp_path) == [tmp_path / "map_base/base.pt", tmp_path / "map_base/other.partial.pt"]
-    assert park_list("text", [], tmp_path) == [tmp_path / "contrastive/coherence.partial.pt"]
-    assert park_list("class", [], tmp_path) == []  # minutes to rebuild: not worth carrying
+def test_the_caches_another_machine_would_not_remake_the_same_are_parked_with_their_task_and_scale(tmp_path):
+    labels = "noisy_labels/fashion_mnist-4c20/lenet-cpu"
+    names = [f"{labels}/logits.npy", f"{labels}/classifier/T3.86725-seed3407/labels.npz",
+             f"{labels}/classifier/T3.86725-seed3407/stats.json",
+             "noisy_labels/fashion_mnist-4c20/lenet-smoke/logits.npy",
+             "classifiers/fashion_mnist-noise-lenet-cpu.pt", "map_base/fashion_mnist-unet_cpu-cpu.pt",
+             "map_base/fashion_mnist-unet_cpu-cpu.partial.pt", "map_base/fashion_mnist-unet_smoke-smoke.pt",
+             "contrastive/fashion_mnist-coherence-cpu.partial.pt", "classifiers/fashion_mnist-eval-convbn-cpu.pt",
+             "classifiers/fashion_mnist-eval-convbn-cpu.json", "classifiers/fashion_mnist-eval-convbn-smoke.pt"]
+    for name in names:
+        (tmp_path / "cache" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "cache" / name).write_bytes(b"w")
+    cfg = resolve("smoke", "mnist", "conditional", TINY)
+    unfinished = _parking(cfg, run_dirs(cfg, "x", tmp_path / "raw"))  # nothing of the run on disk yet
+    cache = tmp_path / "cache"
+    assert park_list("class", "cpu", unfinished, cache) == [cache / n for n in sorted(names[:3] + names[9:11])]
+    assert park_list("map", "cpu", unfinished, cache) == sorted([cache / names[5], cache / names[6]])
+    assert park_list("text", "cpu", unfinished, cache) == [cache / names[8]]
+    evaluated = unfinished[0][0].evaluate
+    evaluated.mkdir(parents=True)
+    (evaluated / "evaluate.done").write_text("{}")
+    assert park_list("class", "cpu", unfinished, cache) == []  # the experiment has finished: nothing to carry
 
 
 def test_park_runs_nothing_and_lists_one_path_per_line(tmp_path, monkeypatch, capsys):

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = results_dir() / "smoke" if args.scale == "smoke" else results_dir()
     if args.park:
-        files = park_list(experiment.task, [_parking(p.cfg, experiment.name, root) for p in configs])
+        files = park_list(experiment.task, args.scale, [_parking(p.cfg, experiment.name, root) for p in configs])
         # a variant not yet trained needs the finished weights of the run it starts from as well
         sources = [run_dirs(p.source, experiment.name, root / "raw").train / "model_ema.pt" for p in configs
                    if p.source is not None and not is_done(run_dirs(p.cfg, experiment.name, root / "raw").train,

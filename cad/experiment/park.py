@@ -9,8 +9,13 @@ that let a later ``./reproduce.sh <experiment>`` go on where this one stopped:
 - a trained run with sweep values left to sample: its EMA weights (``model_ema.pt`` or the step's snapshot);
 - a run still training: its newest readable checkpoint (weights, optimiser, EMA and step; the data order and the
   randomness are functions of (seed, step), so it goes on as if never stopped);
-- the task's long one-off trainings under ``cache_dir()`` (``LONG_CACHES``: the map task's base model, the text
-  task's contrastive models; hours on a CPU), finished or as their loop snapshots (``*.partial.pt``).
+- while any run is unfinished, the cache files of the scale that its task cannot remake the same elsewhere
+  (``PARKED_CACHES``): the class task's noisy labels and the noise classifier's logits they were drawn from (a noise
+  classifier retrained on another CPU calibrates a slightly different temperature, so a run resumed there, or a
+  sibling run started there, would train on other labels: 3.87 here against 3.93 and 3.84 on two earlier machines)
+  and its evaluation classifier (so that every point of an experiment is measured by one network);
+  the map task's base model and the text task's contrastive models (hours on a CPU), finished or as their loop
+  snapshots (``*.partial.pt``).
 
 Typical use: ``git add -f $(./reproduce.sh guidance_loss --park)``, commit; once the experiment has finished,
 ``--park`` lists nothing of it and the parked files can be dropped (``git rm --cached``).
@@ -23,8 +28,15 @@ from cad.experiment.checkpoints import latest_good_checkpoint
 from cad.experiment.runs import RunDirs, is_done
 from cad.paths import cache_dir
 
-# The cache folders of the trainings that take hours at the cpu scale, per task (the rest of the cache: minutes).
-LONG_CACHES = {"class": (), "text": ("contrastive",), "map": ("map_base",)}
+# Per task, the cache files (globs under cache_dir(), ``{scale}`` the run's) that another machine would not remake the
+# same, or only in hours; the rest of the cache rebuilds in minutes to the same effect.
+PARKED_CACHES = {
+    "class": ("noisy_labels/*/*-{scale}/logits.npy", "noisy_labels/*/*-{scale}/*/*/labels.npz",
+              "noisy_labels/*/*-{scale}/*/*/stats.json",  # the labels, and the logits they are drawn from
+              "classifiers/*-eval-*-{scale}.pt", "classifiers/*-eval-*-{scale}.json"),  # what accuracy is measured by
+    "text": ("contrastive/*-{scale}.pt", "contrastive/*-{scale}.partial.pt"),  # finished, or the loop's snapshot
+    "map": ("map_base/*-{scale}.pt", "map_base/*-{scale}.partial.pt"),
+}
 
 
 def run_files(dirs: RunDirs, weights: Path, until: int) -> list[Path]:
@@ -41,16 +53,18 @@ def run_files(dirs: RunDirs, weights: Path, until: int) -> list[Path]:
     return [newest[0]] if newest else []
 
 
-def long_cache_files(task: str, root: Path | None = None) -> list[Path]:
-    """The task's long one-off trainings in the cache: finished weights and loop snapshots (both ``*.pt``)."""
+def cache_files(task: str, scale: str, root: Path | None = None) -> list[Path]:
+    """The task's ``PARKED_CACHES`` at ``scale`` that exist under ``root`` (default ``cache_dir()``)."""
     root = root or cache_dir()
-    return sorted(p for folder in LONG_CACHES[task] for p in (root / folder).glob("*.pt"))
+    return sorted({p for pattern in PARKED_CACHES[task] for p in root.glob(pattern.format(scale=scale))})
 
 
-def park_list(task: str, runs: list[tuple[RunDirs, Path, int]], cache_root: Path | None = None) -> list[Path]:
+def park_list(task: str, scale: str, runs: list[tuple[RunDirs, Path, int]],
+              cache_root: Path | None = None) -> list[Path]:
     """The files of every unfinished run in ``runs`` ((dirs, EMA weights path, step the sampling reads at)), each
-    once, in order (the runs of a sweep share one training), then the task's long caches."""
+    once, in order (the runs of a sweep share one training), then, while any run is unfinished, the task's caches."""
     files: list[Path] = []
     for dirs, weights, until in runs:
         files += [p for p in run_files(dirs, weights, until) if p not in files]
-    return files + long_cache_files(task, cache_root)
+    unfinished = any(not is_done(dirs.evaluate, "evaluate") for dirs, _, _ in runs)
+    return files + (cache_files(task, scale, cache_root) if unfinished else [])
