@@ -107,7 +107,11 @@ def test_the_transfer_variant_starts_from_the_plain_variants_run_trained_first(t
     assert name == run_dirs(planned.source, "conditioning").train.name  # the plain variant's run
     assert is_done(source, "train") and (source / "model_ema.pt").is_file()
     assert f"starting from the weights of run:{name}" in out
-    assert is_done(run_dirs(planned.cfg, "conditioning", tmp_path / "smoke" / "raw").train, "train")
+    transfer = run_dirs(planned.cfg, "conditioning", tmp_path / "smoke" / "raw").train
+    assert is_done(transfer, "train")
+    (transfer / "train.done").unlink()  # as if the transfer had not been trained: --park carries its source's weights
+    assert cli.main(argv + ["--park"]) == 0
+    assert str(source / "model_ema.pt") in capsys.readouterr().out.splitlines()
     bad = load_experiment("conditioning")
     bad.variants["56px_transfer"][-1] = "train.init_from=variant:nothing"
     with pytest.raises(ConfigError, match="names no other variant of conditioning; valid: plain"):

@@ -153,6 +153,19 @@ def _parking(cfg, experiment: str, root) -> tuple:
     return dirs, ema_weights(dirs, until, cfg.train.total_steps), until
 
 
+def _print_park_list(experiment, scale: str, configs: list[Planned], root) -> None:
+    """``--park``: the files to carry, one per line on stdout; their count and size on stderr."""
+    files = park_list(experiment.task, scale, [_parking(p.cfg, experiment.name, root) for p in configs])
+    # a variant not yet trained needs the finished weights of the run it starts from as well
+    sources = [run_dirs(p.source, experiment.name, root / "raw").train / "model_ema.pt" for p in configs
+               if p.source is not None and not is_done(run_dirs(p.cfg, experiment.name, root / "raw").train, "train")]
+    parked = list(dict.fromkeys(files + [s for s in sources if s.is_file()]))
+    for path in parked:
+        print(path)
+    size = sum(p.stat().st_size for p in parked) / 2**20
+    print(f"[{experiment.name}] {len(parked)} files to park, {size:.1f} MiB", file=sys.stderr)
+
+
 def finished_results(experiment, configs: list, root) -> list:
     """The finished runs among ``configs`` (from their files alone: a table renders without weights or samples)."""
     results = []
@@ -186,16 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = results_dir() / "smoke" if args.scale == "smoke" else results_dir()
     if args.park:
-        files = park_list(experiment.task, args.scale, [_parking(p.cfg, experiment.name, root) for p in configs])
-        # a variant not yet trained needs the finished weights of the run it starts from as well
-        sources = [run_dirs(p.source, experiment.name, root / "raw").train / "model_ema.pt" for p in configs
-                   if p.source is not None and not is_done(run_dirs(p.cfg, experiment.name, root / "raw").train,
-                                                           "train")]
-        parked = list(dict.fromkeys(files + [s for s in sources if s.is_file()]))
-        for path in parked:
-            print(path)
-        size = sum(p.stat().st_size for p in parked) / 2**20
-        print(f"[{experiment.name}] {len(parked)} files to park, {size:.1f} MiB", file=sys.stderr)
+        _print_park_list(experiment, args.scale, configs, root)
         return 0
     start = time.time()
     for planned in [] if args.render_only else configs:
