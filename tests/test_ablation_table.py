@@ -47,3 +47,18 @@ def test_an_ablation_writes_its_table_beside_its_figure(tmp_path):
     assert len(rows) == 2 and "wall (min)" in table and "-10.0%" in rows[1] and "| 12 |" in rows[1]
     assert experiment.context["aligned"] in rows[1]
     assert (tmp_path / "tables" / "guidance_loss.csv").read_text().count("\n") == 3  # a header and the two runs
+
+
+def test_a_variant_that_starts_from_another_keeps_the_experiments_own_file_name():
+    """conditioning's 56px_transfer (train.init_from=variant:plain, made run:<name> by the CLI) is the experiment as
+    written, not a user's override: its outputs are conditioning.*, and naming them resolves no 'variant:' path."""
+    from cad.experiment import cli
+
+    experiment = load_experiment("conditioning")
+    argv = ["conditioning", "--scale", "smoke"]
+    planned = cli._configs(experiment, "smoke", ["fashion_mnist"], ["cad"], [], cli.parse_args(argv), None,
+                           ["plain", "56px_transfer"])
+    results = [report.RunResult("fashion_mnist", "cad", p.value, p.cfg, None, {"fid": 1.0}, p.variant)
+               for p in planned]
+    assert results[-1].cfg.train.init_from.startswith("run:fashion_mnist-cad-")
+    assert report.output_name(experiment, results) == "conditioning"

@@ -15,7 +15,7 @@ import torch
 from cad.experiment import report
 from cad.experiment.config import (ConfigError, experiment_choices, load_experiment, resolve, scale_datasets,
                                    _choices)
-from cad.experiment.runs import RUN_PREFIX, is_done, read_metrics, run_dirs, run_name
+from cad.experiment.runs import RUN_PREFIX, VARIANT_PREFIX, is_done, read_metrics, run_dirs, run_name
 from cad.data.errors import DatasetNotFoundError
 from cad.data.paper_classifiers import ClassifierWeightsNotFoundError
 from cad.experiment.park import park_list
@@ -27,7 +27,6 @@ USER_ERRORS = (DatasetNotFoundError, ClassifierWeightsNotFoundError, NonFiniteLo
 from cad.paths import results_dir
 
 SCALES = ("smoke", "cpu", "paper")
-VARIANT_PREFIX = "variant:"  # an ablation variant's train.init_from=variant:<name>: that variant's training run
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

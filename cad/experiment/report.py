@@ -16,7 +16,7 @@ from cad.data.registry import pretty_name
 from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.experiment.ablation import write_ablation
 from cad.experiment.config import EXECUTION_KEYS, Experiment, scale_value
-from cad.experiment.runs import RunDirs
+from cad.experiment.runs import VARIANT_PREFIX, RunDirs
 from cad.io import atomic_path, atomic_write_text
 from cad.tasks.registry import get_task
 
@@ -238,7 +238,9 @@ def _unnamed_differences(experiment: Experiment, r: RunResult) -> list[str]:
     from cad.experiment.config import resolve
 
     cfg = r.cfg
-    overrides = experiment.overrides_at(cfg.scale) + list((experiment.variants or {}).get(r.variant, []))
+    overrides = experiment.overrides_at(cfg.scale) + [  # a variant's variant:<name> is the run the CLI made of it
+        f"train.init_from={cfg.train.init_from}" if o.startswith(f"train.init_from={VARIANT_PREFIX}") else o
+        for o in (experiment.variants or {}).get(r.variant, [])]
     if experiment.sweep_key is not None and r.sweep_value is not None:
         overrides.append(f"{experiment.sweep_key}={r.sweep_value}")
     plain = resolve(cfg.scale, cfg.dataset, cfg.method.name, overrides, task=cfg.task, accelerator="cpu")

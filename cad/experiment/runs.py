@@ -32,6 +32,7 @@ class RunDirs:
 # ``train.init_from=run:<run name>``: start from the EMA weights of that training run (found in any experiment's folder,
 # the identity stays the same on every machine, unlike a path); an ablation's variant names it as ``variant:<name>``.
 RUN_PREFIX = "run:"
+VARIANT_PREFIX = "variant:"
 
 
 def run_name(cfg: DictConfig) -> str:
