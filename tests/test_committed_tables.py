@@ -43,3 +43,18 @@ def test_the_committed_rin_rows_render_to_their_committed_table(tmp_path, monkey
     for suffix in ("md", "csv", "tex"):
         output = f"tables/table5d-rin_cpu.{suffix}"
         assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
+
+
+def test_the_committed_guidance_loss_points_render_to_their_committed_files(tmp_path, monkeypatch):
+    """The guidance_loss ablation is committed point by point as sessions finish them (fp32, pinned by the
+    experiment): its figure's CSV and its table render again from the finished runs alone."""
+    monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("rendering must not train"))
+    experiment = load_experiment("guidance_loss")
+    _, shown = cli.experiment_datasets(experiment, "cpu", None)
+    args = argparse.Namespace(accelerator="cpu", devices=1)
+    configs = cli._configs(experiment, "cpu", shown, experiment.methods, [], args)
+    results = cli.finished_results(experiment, configs, results_dir())
+    assert results, "the committed guidance_loss points are found by their hashes"
+    report.write(experiment, "cpu", results, tmp_path)
+    for output in ("figures/guidance_loss.csv", "tables/guidance_loss.md", "tables/guidance_loss.csv"):
+        assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
