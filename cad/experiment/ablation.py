@@ -25,9 +25,10 @@ def wall_seconds(r) -> float | None:
     training finished by another experiment under the same hash is counted all the same)."""
     total = 0.0
     for directory, stage in ((r.dirs.train, "train"), (r.dirs.sample, "sample"), (r.dirs.evaluate, "evaluate")):
-        if not is_done(directory, stage) or "wall_s" not in read_done(directory, stage):
+        wall = read_done(directory, stage).get("wall_s") if is_done(directory, stage) else None
+        if wall is None:
             return None
-        total += float(read_done(directory, stage)["wall_s"])
+        total += float(wall)
     return total
 
 
