@@ -107,7 +107,8 @@ def coherence_maps(cfg: DictConfig, indices: list[int], maps: np.ndarray) -> np.
         return canvas_confidences(cfg, indices)
     if kind == "blit":
         count = len(test_canvases(source_splits(cfg.dataset)["test"], cfg.dataset, MAP_SPEC))
-        own, other = canvas_confidences(cfg, indices), canvas_confidences(cfg, [(int(i) + 1) % count for i in indices])
+        both = canvas_confidences(cfg, list(indices) + [(int(i) + 1) % count for i in indices])  # one segmenter load
+        own, other = both[:len(indices)], both[len(indices):]
         h, w = maps.shape[1:]
         return np.stack([blit_coherence(a, b, 0, w // 2, h, w - w // 2) for a, b in zip(own, other)])
     uniform = np.full(maps.shape, value, dtype=np.float32)
