@@ -39,7 +39,7 @@ def test_the_model_trains_on_flags_and_samples_with_the_neutral_ones():
     a = module.model_step(batch, torch.Generator().manual_seed(2))[1]
     b = module.model_step(batch, torch.Generator().manual_seed(2))[1]
     assert torch.equal(a, b)  # the augmentation draws from the step's generator
-    cond = label_condition([1, 2], torch.device("cpu"), use_coherence=True, coherence=1.0, metadata=True)
+    cond = label_condition([1, 2], torch.device("cpu"), use_coherence=True, coherence=1.0, metadata=NEUTRAL)
     assert torch.equal(cond.metadata, torch.tensor([NEUTRAL, NEUTRAL]))
     eps, _ = module.sampling_model(torch.randn(2, 1, 28, 28), torch.full((2,), 0.5), cond)
     assert torch.isfinite(eps).all()

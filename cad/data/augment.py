@@ -6,6 +6,11 @@ s ~ U(crop_min, 1) (relative) at a random place, resized back (``crop_min``); it
 ``[flipped, top, left, bottom, right]`` (the crop box in [0, 1]). The randomness comes from the training step's
 generator, so a resumed run augments as an uninterrupted one. ``NEUTRAL`` is the metadata of an untouched image:
 what sampling asks for.
+
+The image resolution is the paper's other control metadata (``data.resolution_metadata``): one more value per sample,
+``pixels / RESOLUTION_SCALE``, after the augmentation flags where there are any. Our choice of form: the metadata
+embedder's sinusoid of ``1000 m`` is then the sinusoid of the side in pixels, as SDXL embeds image sizes. Within one run
+it is a constant; it tells a model apart only across runs at two resolutions (the 28 -> 56 transfer, both runs with it).
 """
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-METADATA_DIM = 5
+METADATA_DIM = 5  # the augmentation flags' values
 NEUTRAL = (0.0, 0.0, 0.0, 1.0, 1.0)
+RESOLUTION_SCALE = 1000.0
 
 
 def augments(augment: dict | None) -> bool:
@@ -23,8 +29,29 @@ def augments(augment: dict | None) -> bool:
     return bool(augment.get("hflip")) or augment.get("crop_min") is not None
 
 
-def neutral_metadata(batch_size: int, device: torch.device | str = "cpu") -> Tensor:
-    return torch.tensor(NEUTRAL, device=device).expand(batch_size, METADATA_DIM).clone()
+def neutral_row(augment: dict | None, resolution: int | None) -> tuple[float, ...]:
+    """The control metadata of an untouched image: ``NEUTRAL`` when the model reads augmentation flags, then the
+    resolution's value when it is metadata (``resolution`` None: it is not); empty: the model reads no metadata."""
+    flags = NEUTRAL if augments(augment) else ()
+    return flags + (() if resolution is None else (resolution / RESOLUTION_SCALE,))
+
+
+def neutral_metadata(batch_size: int, device: torch.device | str = "cpu", row: tuple[float, ...] = NEUTRAL) -> Tensor:
+    """``row`` (default: the augmentation flags of an untouched image) for every sample: (B, len(row))."""
+    return torch.tensor(row, device=device).expand(batch_size, len(row)).clone()
+
+
+def control_metadata(images: Tensor, generator: torch.Generator | None, augment: dict | None,
+                     resolution: int | None) -> tuple[Tensor, Tensor | None]:
+    """A training batch's images and control metadata (B, len(neutral_row)): augmented with their flags where
+    ``augment`` changes images, the resolution's value appended where it is metadata; None: no metadata."""
+    row = neutral_row(augment, resolution)
+    if not row:
+        return images, None
+    metadata = neutral_metadata(images.shape[0], images.device, row)
+    if augments(augment):
+        images, metadata[:, :METADATA_DIM] = augment_batch(images, generator, **augment)
+    return images, metadata
 
 
 def augment_batch(images: Tensor, generator: torch.Generator | None, *, hflip: bool,

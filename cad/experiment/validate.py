@@ -55,10 +55,14 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"data.num_workers={workers!r} is not valid; valid: auto or an integer >= 0")
     if not 0.0 <= cfg.train.metadata_dropout < 1.0:
         raise ConfigError(f"train.metadata_dropout={cfg.train.metadata_dropout} is not valid; valid: a value in [0, 1)")
-    if (cfg.sample.metadata_guidance_scale != 0 or cfg.train.metadata_dropout != 0) and not augments(cfg.data.augment):
+    if not isinstance(cfg.data.resolution_metadata, bool):
+        raise ConfigError(f"data.resolution_metadata={cfg.data.resolution_metadata!r} is not valid; "
+                          f"valid: true or false")
+    has_metadata = augments(cfg.data.augment) or cfg.data.resolution_metadata
+    if (cfg.sample.metadata_guidance_scale != 0 or cfg.train.metadata_dropout != 0) and not has_metadata:
         raise ConfigError("sample.metadata_guidance_scale and train.metadata_dropout act on control metadata, which "
-                          "this run has none of; valid: 0, or a class run with data.augment.hflip=true or "
-                          "data.augment.crop_min set")
+                          "this run has none of; valid: 0, or a class run with data.augment.hflip=true, "
+                          "data.augment.crop_min set or data.resolution_metadata=true")
     get_task(cfg.task).validate(cfg)
 
 

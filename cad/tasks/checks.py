@@ -22,6 +22,19 @@ def check_no_null_label(cfg: DictConfig, task: str) -> None:
                           f"sample.null_label=false (the class task has it)")
 
 
+def check_class_conditioning_only(cfg: DictConfig, task: str) -> None:
+    """The label-coherence mixing and the control metadata (augmentation flags, the resolution, the coherence on that
+    path) are built for the class task only."""
+    from cad.data.augment import augments
+
+    b = cfg.backbone
+    if b.mix_labels_and_confidence or b.coherence_as_metadata or augments(cfg.data.augment) \
+            or cfg.data.resolution_metadata:
+        raise ConfigError(f"the {task} task has no label to mix and no control metadata; valid: "
+                          f"backbone.mix_labels_and_confidence=false, backbone.coherence_as_metadata=false, "
+                          f"data.augment at its defaults, data.resolution_metadata=false (the class task has them)")
+
+
 def check_extractors(cfg: DictConfig, domain: str) -> None:
     """``evaluate.extractors``: the registered feature extractors, or the task's own ``domain`` one."""
     from benchmarks.features import EXTRACTORS

@@ -11,7 +11,7 @@ from torch import nn
 
 from cad.backbones import build_backbone
 from cad.conditioning import Condition
-from cad.data.augment import METADATA_DIM, augment_batch, augments, resize
+from cad.data.augment import control_metadata, neutral_row, resize
 from cad.guidance import aligned_loss_pair
 from cad.tasks.base import DiffusionModule, NonFiniteLossError
 from cad.tasks.methods import Method
@@ -23,13 +23,14 @@ class ClassConditionalDiffusion(DiffusionModule):
     def __init__(self, *, backbone: str, image_shape: tuple[int, int, int], num_classes: int, method: dict,
                  mix_labels_and_confidence: bool = False, augment: dict | None = None,
                  coherence_as_metadata: bool = False, resolution: int | None = None, metadata_dropout: float = 0.0,
-                 **train):
+                 resolution_metadata: bool = False, **train):
         """``train``: the shared step's settings (see ``DiffusionModule``), from the config's ``train`` section;
         ``mix_labels_and_confidence``: one MLP-merged label-coherence embedding (cad.conditioning.embedders);
         ``augment`` ({hflip, crop_min}): augmented training images, their flags as control metadata
         (cad.data.augment); ``coherence_as_metadata``: the coherence on the metadata path instead of its token;
         ``resolution``: training images resized to it (``image_shape`` is then the resized shape);
-        ``metadata_dropout``: the share of samples trained with the null metadata (for metadata guidance)."""
+        ``metadata_dropout``: the share of samples trained with the null metadata (for metadata guidance);
+        ``resolution_metadata``: the image resolution as one more control-metadata value."""
         super().__init__(**train, loss=Method(**method).loss)
 
     def build_model(self) -> nn.Module:
@@ -39,20 +40,23 @@ class ClassConditionalDiffusion(DiffusionModule):
         return build_backbone(hp.backbone, image_size=height, in_channels=channels, num_classes=hp.num_classes,
                               use_coherence=self.method.use_coherence,
                               mix_labels_and_confidence=hp.mix_labels_and_confidence,
-                              metadata_dim=METADATA_DIM if self.uses_metadata else None,
+                              metadata_dim=len(self.metadata_row) or None,
                               coherence_as_metadata=hp.coherence_as_metadata)
 
     @property
-    def uses_metadata(self) -> bool:
-        return augments(self.hparams.augment)
+    def metadata_row(self) -> tuple[float, ...]:
+        """The control metadata of an untouched training image (cad.data.augment.neutral_row); empty: none."""
+        size = self.hparams.image_shape[1]
+        return neutral_row(self.hparams.augment, size if self.hparams.resolution_metadata else None)
 
     def prepare(self, batch: dict, generator: torch.Generator) -> dict:
         resolution = self.hparams.resolution
         if resolution is not None:
             batch = {**batch, "image": resize(batch["image"], resolution)}
-        if not self.uses_metadata:
+        if not self.metadata_row:
             return batch
-        images, metadata = augment_batch(batch["image"], generator, **self.hparams.augment)
+        size = self.hparams.image_shape[1] if self.hparams.resolution_metadata else None
+        images, metadata = control_metadata(batch["image"], generator, self.hparams.augment, size)
         return {**batch, "image": images, "metadata": metadata}
 
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> Condition:

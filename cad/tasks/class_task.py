@@ -20,7 +20,7 @@ from cad.conditioning import Condition
 from cad.data import build_datamodule
 from cad.data.classifiers import classifier_test_accuracy, load_classifier
 from cad.data.noise import NoiseConfig
-from cad.data.augment import augments, neutral_metadata, resize
+from cad.data.augment import neutral_metadata, neutral_row, resize
 from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.data.registry import get_spec as get_dataset_spec, paper_dataset, pretty_name
 from cad.experiment.config import ConfigError
@@ -41,14 +41,15 @@ def balanced_labels(num_samples: int, num_classes: int) -> list[int]:
 
 
 def label_condition(labels: list[int], device: torch.device, *, use_coherence: bool, coherence: float,
-                    metadata: bool = False, null_label: bool = False) -> Condition:
+                    metadata: tuple[float, ...] = (), null_label: bool = False) -> Condition:
     """The sampling condition of a batch of requested labels (at ``coherence`` when the model takes one; with the
-    neutral control metadata, "not augmented", when it was trained with augmentation flags); with ``null_label``
-    every label is the learned null: the unconditional model that condition dropout trains."""
+    control metadata row ``metadata`` when the model reads one: "not augmented", at its resolution); with
+    ``null_label`` every label is the learned null: the unconditional model that condition dropout trains."""
     label = torch.as_tensor(labels, dtype=torch.long, device=device)
     cond = Condition(label=label, label_null=torch.full_like(label, null_label, dtype=torch.bool))
     if metadata:
-        cond = cond.replace(metadata=neutral_metadata(len(labels), device), metadata_null=cond.label_null.clone())
+        cond = cond.replace(metadata=neutral_metadata(len(labels), device, tuple(metadata)),
+                            metadata_null=cond.label_null.clone())
     return cond.with_coherence(coherence) if use_coherence else cond
 
 
@@ -113,6 +114,7 @@ class ClassTask(Task):
             mix_labels_and_confidence=cfg.backbone.mix_labels_and_confidence,
             augment=OmegaConf.to_container(cfg.data.augment), coherence_as_metadata=cfg.backbone.coherence_as_metadata,
             resolution=cfg.data.resolution, metadata_dropout=t.metadata_dropout,
+            resolution_metadata=cfg.data.resolution_metadata,
             schedule=OmegaConf.to_container(t.schedule), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
             warmup_steps=t.warmup_steps, total_steps=t.total_steps, lr_rate=t.lr_rate, ema_decay=t.ema_decay,
             ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed,
@@ -134,8 +136,12 @@ class ClassTask(Task):
 
     def condition_fn(self, cfg: DictConfig):
         return functools.partial(label_condition, use_coherence=cfg.method.use_coherence,
-                                 coherence=cfg.sample.coherence, metadata=augments(cfg.data.augment),
+                                 coherence=cfg.sample.coherence, metadata=self.metadata_row(cfg),
                                  null_label=cfg.sample.null_label)
+
+    def metadata_row(self, cfg: DictConfig) -> tuple[float, ...]:
+        """The control metadata sampling asks for (cad.data.augment.neutral_row); empty: the model reads none."""
+        return neutral_row(cfg.data.augment, self.image_shape(cfg)[1] if cfg.data.resolution_metadata else None)
 
     def pair_fn(self, cfg: DictConfig):
         guidance = cfg.method.guidance

@@ -40,7 +40,7 @@ from cad.tasks.grids import save_grid
 from cad.tasks import map_paper
 from cad.tasks.map_conditional import MapConditionalDiffusion, build_base
 from cad.tasks.map_grid import write_coherence_sweep_grid
-from cad.tasks.checks import check_canvas_run, check_extractors, check_no_null_label
+from cad.tasks.checks import check_canvas_run, check_class_conditioning_only, check_extractors, check_no_null_label
 from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
@@ -159,6 +159,7 @@ class MapTask(Task):
         if cfg.sample.coherence_map not in COHERENCE_MAPS:
             raise ConfigError(f"sample.coherence_map={cfg.sample.coherence_map!r}; valid: {', '.join(COHERENCE_MAPS)}")
         check_no_null_label(cfg, "semantic-map")
+        check_class_conditioning_only(cfg, "semantic-map")
         if paper:
             return
         if not cfg.backbone.preset.startswith("unet"):

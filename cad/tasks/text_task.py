@@ -29,7 +29,6 @@ from cad.backbones import PRESETS
 from cad.conditioning import Condition
 from cad.conditioning.text_coherence import NUM_BINS, random_character_prompt
 from cad.conditioning.text_encoders import load_text_encoder
-from cad.data.augment import augments
 from cad.data.canvases import CanvasSpec
 from cad.data.contrastive import CaptionBank, clip_score
 from cad.data.registry import dataset_splits as source_splits, pretty_name
@@ -37,7 +36,7 @@ from cad.data.text_datamodule import build_text_datamodule, load_contrastive, te
 from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.experiment.config import ConfigError
 from cad.guidance import cacfg_prompt_pair, null_prompt_pair
-from cad.tasks.checks import check_canvas_run, check_extractors, check_no_null_label
+from cad.tasks.checks import check_canvas_run, check_class_conditioning_only, check_extractors, check_no_null_label
 from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
@@ -125,10 +124,7 @@ class TextTask(Task):
         if not PRESETS[cfg.backbone.preset].get("text_layers"):
             raise ConfigError(f"backbone.preset={cfg.backbone.preset} has no text tower; valid: "
                               + ", ".join(k for k, v in PRESETS.items() if v.get("text_layers")))
-        if cfg.backbone.mix_labels_and_confidence or cfg.backbone.coherence_as_metadata or augments(cfg.data.augment):
-            raise ConfigError("the text task has no label to mix and no control metadata; valid: "
-                              "backbone.mix_labels_and_confidence=false, backbone.coherence_as_metadata=false, "
-                              "data.augment at its defaults")
+        check_class_conditioning_only(cfg, "text")
         check_no_null_label(cfg, "text")
         check_extractors(cfg, DOMAIN_EXTRACTOR)
 
