@@ -142,10 +142,7 @@ def simulated_env() -> str:
 
 
 def machine_facts(device: torch.device) -> list[str]:
-    cpuinfo = {}  # the first processor's entries
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        key, _, value = line.partition(":")
-        cpuinfo.setdefault(key.strip(), value.strip())
+    cpuinfo = hardware.cpu_info()
     flags = cpuinfo.get("flags", "").split()
     isa = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16") if f in flags) or "n/a"
     facts = [f"CPU: {cpuinfo.get('model name', 'unknown')}, {os.cpu_count()} logical CPUs, flags {isa}",

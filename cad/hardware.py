@@ -13,7 +13,9 @@ bf16 is not reused as an fp32 one.
 """
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 
 import torch
 
@@ -74,6 +76,24 @@ def resolve_num_workers(num_workers: int | str, device_type: str, devices: int =
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, cores // max(devices, 1) - 1))
+
+
+@functools.cache
+def cpu_info() -> dict[str, str]:
+    """The first processor's entries of /proc/cpuinfo ({} where there is none)."""
+    info: dict[str, str] = {}
+    path = Path("/proc/cpuinfo")
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def machine_name() -> str:
+    """The CPU's model name, and the GPU's where there is one: what a wall time was measured on (done markers)."""
+    cpu = cpu_info().get("model name") or "unknown CPU"
+    cpu = f"{cpu} ({os.cpu_count()} logical CPUs, dispatch {torch.backends.cpu.get_cpu_capability()})"
+    return f"{torch.cuda.get_device_name()}; {cpu}" if torch.cuda.is_available() else cpu
 
 
 def describe() -> str:

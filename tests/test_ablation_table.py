@@ -62,3 +62,19 @@ def test_a_variant_that_starts_from_another_keeps_the_experiments_own_file_name(
                for p in planned]
     assert results[-1].cfg.train.init_from.startswith("run:fashion_mnist-cad-")
     assert report.output_name(experiment, results) == "conditioning"
+
+
+def test_the_wall_times_name_the_machines_they_were_measured_on(tmp_path):
+    from cad.experiment.ablation import wall_machines
+    from cad.hardware import cpu_info, machine_name
+
+    experiment = load_experiment("guidance_loss")
+    results = [_run(tmp_path, experiment, "plain", 0.0, 50.0), _run(tmp_path, experiment, "aligned", 0.0, 45.0,
+                                                                   walls=(600.0, 60.0, None))]
+    assert wall_machines(results) == f"{machine_name()} (5 stages)"
+    old = results[0].dirs.train / "train.done"  # a marker written before markers named the machine
+    old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items() if k != "machine"}))
+    assert wall_machines(results) == f"{machine_name()} (4 stages); not recorded (1 stage)"
+    report.write(experiment, "smoke", results, tmp_path)
+    assert f"- wall time measured on: {wall_machines(results)}" in (tmp_path / "tables" / "guidance_loss.md").read_text()
+    assert (cpu_info().get("model name") or "unknown CPU") in machine_name()  # what /proc/cpuinfo calls the CPU

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 
 from cad.data.registry import pretty_name
@@ -20,16 +21,24 @@ METRICS = (("fid", "FID"), ("accuracy", "Acc"), ("precision", "P"), ("recall", "
            ("coverage", "C"), ("clip_score", "CLIPScore"))
 
 
+def _markers(r) -> list[dict | None]:
+    """A run's three done markers (None where a stage is not done)."""
+    stages = ((r.dirs.train, "train"), (r.dirs.sample, "sample"), (r.dirs.evaluate, "evaluate"))
+    return [read_done(directory, stage) if is_done(directory, stage) else None for directory, stage in stages]
+
+
 def wall_seconds(r) -> float | None:
     """Training + sampling + evaluation wall time of a run, from its done markers (None where one is missing: a
     training finished by another experiment under the same hash is counted all the same)."""
-    total = 0.0
-    for directory, stage in ((r.dirs.train, "train"), (r.dirs.sample, "sample"), (r.dirs.evaluate, "evaluate")):
-        wall = read_done(directory, stage).get("wall_s") if is_done(directory, stage) else None
-        if wall is None:
-            return None
-        total += float(wall)
-    return total
+    walls = [None if marker is None else marker.get("wall_s") for marker in _markers(r)]
+    return None if None in walls else float(sum(walls))
+
+
+def wall_machines(results: list) -> str:
+    """What the wall times were measured on: each machine its done markers name, with its count of stages (markers
+    written before they named it: "not recorded")."""
+    counts = Counter(marker.get("machine", "not recorded") for r in results for marker in _markers(r) if marker)
+    return "; ".join(f"{name} ({n} stage{'s' * (n != 1)})" for name, n in sorted(counts.items())) or "-"
 
 
 def ablation_rows(experiment, results: list) -> list[dict]:
@@ -81,7 +90,7 @@ def render_markdown(experiment, rows: list[dict], notes: dict[str, str]) -> str:
 def write_ablation(experiment, results: list, notes: dict[str, str], directory: Path, stem: str) -> str:
     """Write ``<stem>.md`` and ``<stem>.csv`` under ``directory``; returns the Markdown."""
     rows = ablation_rows(experiment, results)
-    text = render_markdown(experiment, rows, notes)
+    text = render_markdown(experiment, rows, {**notes, "wall time measured on": wall_machines(results)})
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()

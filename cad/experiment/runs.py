@@ -18,6 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from cad.experiment.config import EVALUATE_KEYS, SAMPLE_KEYS, TRAIN_KEYS, config_hash
+from cad.hardware import machine_name
 from cad.io import atomic_write_json
 from cad.paths import results_dir
 
@@ -67,8 +68,10 @@ def is_done(directory: Path, stage: str) -> bool:
 
 
 def mark_done(directory: Path, stage: str, summary: dict) -> None:
-    """Written last, atomically: a stage without its marker is redone (or resumed) on the next run."""
-    atomic_write_json(directory / f"{stage}.done", {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary})
+    """Written last, atomically: a stage without its marker is redone (or resumed) on the next run. It names the
+    machine, so that a wall time read from it later says what it was measured on."""
+    atomic_write_json(directory / f"{stage}.done", {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                    "machine": machine_name(), **summary})
 
 
 def read_done(directory: Path, stage: str) -> dict:
