@@ -44,6 +44,7 @@ class ControlledUNet(nn.Module):
     ``use_coherence``, ``cond.coherence_map`` (B, 1, H, W); the other fields of ``cond`` go to the base as they are."""
 
     uses_self_conditioning = False
+    channels_last = True  # its weights are stored NHWC (cad.tasks.base): faster oneDNN convolutions
 
     def __init__(self, base: UNet, map_channels: int, use_coherence: bool):
         super().__init__()

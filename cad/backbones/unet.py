@@ -98,6 +98,7 @@ class UNet(nn.Module):
     """
 
     uses_self_conditioning = False
+    channels_last = True  # its weights are stored NHWC (cad.tasks.base): faster oneDNN convolutions
 
     def __init__(
         self,
