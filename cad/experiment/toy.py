@@ -197,8 +197,6 @@ def plot(rows: list[dict], k: int, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cad.io import atomic_path
-
     protocols = list(dict.fromkeys(r["protocol"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -216,23 +214,42 @@ def plot(rows: list[dict], k: int, path) -> None:
     ax.set_ylim(0, 1.3)
     ax.set_title(f"Mechanism check: {k} clusters on a circle, converged MLP denoiser")
     ax.legend(fontsize=7, ncol=4)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path) -> None:
+    """A toy figure as a PNG, written atomically, then closed."""
+    import matplotlib.pyplot as plt
+
+    from cad.io import atomic_path
+
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def toy_arguments(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """A toy command's options: the number of clusters and the training steps."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3000)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def write_table(stem: str, text: str, rows: list[dict], columns: list[str]) -> None:
+    """``results/tables/<stem>.md`` (``text``) and ``<stem>.csv`` (``columns`` of ``rows``, blank where missing)."""
+    csv = "\n".join([",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in rows]) + "\n"
+    atomic_write_text(results_dir() / "tables" / f"{stem}.md", text)
+    atomic_write_text(results_dir() / "tables" / f"{stem}.csv", csv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = toy_arguments(__doc__, argv)
     rows = run(k=args.k, steps=args.steps)
     text = render(rows, args.k, args.steps)
-    columns = ["protocol", "method", "relabel_accuracy", "accuracy", "spread", "accuracy_at_coherence_0", "seconds"]
-    csv = "\n".join([",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in rows]) + "\n"
-    atomic_write_text(results_dir() / "tables" / "toy_mechanism.md", text)
-    atomic_write_text(results_dir() / "tables" / "toy_mechanism.csv", csv)
+    write_table("toy_mechanism", text, rows,
+                ["protocol", "method", "relabel_accuracy", "accuracy", "spread", "accuracy_at_coherence_0", "seconds"])
     plot(rows, args.k, results_dir() / "figures" / "toy_mechanism.png")
     print(text)
     return 0

@@ -14,15 +14,14 @@ samples' RMS distance to their nearest centre over the mixture's own (1: the clu
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 
 import torch
 
-from cad.experiment.toy import STD, mixture, noisy_labels, spread, train_toy
+from cad.experiment.toy import (STD, mixture, noisy_labels, save_figure, spread, toy_arguments, train_toy,
+                                write_table)
 from cad.guidance import guidance_pair
-from cad.io import atomic_path, atomic_write_text
 from cad.paths import results_dir
 from cad.tasks.class_task import label_condition
 from cad.tasks.generate import generate
@@ -123,23 +122,14 @@ def plot(rows: list[dict], k: int, sw_floor: float, path) -> None:
         row_axes[1].set_yscale("log")
         row_axes[0].legend(fontsize=7)
     fig.suptitle(f"Guidance-aligned loss on the converged 2-D toy ({k} clusters, noisy labels)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=3000)
-    args = parser.parse_args(argv)
+    args = toy_arguments(__doc__, argv)
     rows, reference = run(k=args.k, steps=args.steps)
     text = render(rows, reference, args.k, args.steps)
-    columns = list(rows[0])
-    csv = "\n".join([",".join(columns)] + [",".join(str(r[c]) for c in columns) for r in rows]) + "\n"
-    atomic_write_text(results_dir() / "tables" / "toy_guidance.md", text)
-    atomic_write_text(results_dir() / "tables" / "toy_guidance.csv", csv)
+    write_table("toy_guidance", text, rows, list(rows[0]))
     plot(rows, args.k, reference["sw_floor"], results_dir() / "figures" / "toy_guidance.png")
     print(text)
     return 0
