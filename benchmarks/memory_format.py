@@ -44,8 +44,8 @@ class LayoutSide:
         self.step.optimizer = torch.optim.AdamW(self.step.model.parameters(), lr=1e-4)
         g, n = torch.Generator().manual_seed(1), sample_batch
         self.x, self.gamma = torch.randn(n, *template.x_t.shape[1:], generator=g), torch.rand(n, generator=g)
-        self.cond = Condition(label=torch.randint(0, 10, (n,), generator=g), label_null=torch.zeros(n, dtype=torch.bool),
-                              coherence=torch.rand(n, generator=g))
+        self.cond = Condition(label=torch.randint(0, 10, (n,), generator=g),
+                              label_null=torch.zeros(n, dtype=torch.bool), coherence=torch.rand(n, generator=g))
 
     @torch.no_grad()
     def sample(self) -> torch.Tensor:

@@ -76,5 +76,6 @@ def test_the_wall_times_name_the_machines_they_were_measured_on(tmp_path):
     old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items() if k != "machine"}))
     assert wall_machines(results) == f"{machine_name()} (4 stages); not recorded (1 stage)"
     report.write(experiment, "smoke", results, tmp_path)
-    assert f"- wall time measured on: {wall_machines(results)}" in (tmp_path / "tables" / "guidance_loss.md").read_text()
+    table = (tmp_path / "tables" / "guidance_loss.md").read_text()
+    assert f"- wall time measured on: {wall_machines(results)}" in table
     assert (cpu_info().get("model name") or "unknown CPU") in machine_name()  # what /proc/cpuinfo calls the CPU
