@@ -39,8 +39,9 @@ class DiffusionModule(L.LightningModule):
         self.guidance_loss = GuidanceLoss(**(guidance_loss or {}))
         self.model = self.build_model()
         if getattr(self.model, "channels_last", False):
-            # A convolutional denoiser's 4-D weights in NHWC make every convolution's output NHWC too: the unet_cpu
-            # training step ~1.4x and sampling ~1.35x faster in fp32 on one CPU core (benchmarks/memory_format.py).
+            # A convolutional denoiser's 4-D weights in NHWC make every convolution's output NHWC too: unet_cpu
+            # trained 1.22-1.36x and sampled 1.12-1.39x faster in fp32 on one core of an AVX512 Xeon
+            # (python -m benchmarks.memory_format; results/benchmarks/memory_format.md).
             # The layout changes rounding only, never what is computed, so it is not part of a run's identity.
             self.model.to(memory_format=torch.channels_last)
         self.ema = build_ema(self.model, decay=ema_decay, warmup=ema_warmup)

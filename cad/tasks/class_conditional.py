@@ -44,10 +44,14 @@ class ClassConditionalDiffusion(DiffusionModule):
                               coherence_as_metadata=hp.coherence_as_metadata)
 
     @property
+    def metadata_resolution(self) -> int | None:
+        """The image side the model reads as control metadata; None: the resolution is not metadata."""
+        return self.hparams.image_shape[1] if self.hparams.resolution_metadata else None
+
+    @property
     def metadata_row(self) -> tuple[float, ...]:
         """The control metadata of an untouched training image (cad.data.augment.neutral_row); empty: none."""
-        size = self.hparams.image_shape[1]
-        return neutral_row(self.hparams.augment, size if self.hparams.resolution_metadata else None)
+        return neutral_row(self.hparams.augment, self.metadata_resolution)
 
     def prepare(self, batch: dict, generator: torch.Generator) -> dict:
         resolution = self.hparams.resolution
@@ -55,8 +59,7 @@ class ClassConditionalDiffusion(DiffusionModule):
             batch = {**batch, "image": resize(batch["image"], resolution)}
         if not self.metadata_row:
             return batch
-        size = self.hparams.image_shape[1] if self.hparams.resolution_metadata else None
-        images, metadata = control_metadata(batch["image"], generator, self.hparams.augment, size)
+        images, metadata = control_metadata(batch["image"], generator, self.hparams.augment, self.metadata_resolution)
         return {**batch, "image": images, "metadata": metadata}
 
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> Condition:
