@@ -13,6 +13,7 @@ Writes ``results/benchmarks/memory_format.md`` (``--out``).
 from __future__ import annotations
 
 import argparse
+import functools
 import copy
 import os
 import statistics
@@ -24,7 +25,7 @@ import torch
 
 from benchmarks.authors_rin import timed
 from benchmarks.preset_throughput import PresetStep, cpu_report_head
-from benchmarks.throughput import PRECISION_NAMES
+from benchmarks.throughput import PRECISION_NAMES, interleave
 from cad import hardware
 from cad.backbones import PRESETS
 from cad.conditioning import Condition
@@ -63,13 +64,9 @@ def measure(preset: str, precision: str, batch: int, sample_batch: int, warmup: 
         def run(side: LayoutSide):
             return side.step.step() if kind == "train" else side.sample()
 
-        for side in list(sides.values()) * warmup:
-            run(side)
-        seconds = {name: [] for name in sides}
-        names = list(sides)
-        for i in range(iters):
-            for name in names if i % 2 == 0 else names[::-1]:
-                seconds[name].append(timed(lambda: run(sides[name]), torch.device("cpu")))
+        timers = {name: functools.partial(timed, functools.partial(run, side), torch.device("cpu"))
+                  for name, side in sides.items()}
+        seconds, _ = interleave(timers, warmup, iters)
         for name in sides:
             result[(kind, name)] = batch_size / statistics.median(seconds[name])
     return result

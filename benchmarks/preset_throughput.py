@@ -12,6 +12,7 @@ so all of them see the same load; img/s is the median. Writes ``results/benchmar
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.authors_rin import timed
-from benchmarks.throughput import PRECISION_NAMES, auto_reason, machine_facts, precisions_to_run
+from benchmarks.throughput import PRECISION_NAMES, auto_reason, interleave, machine_facts, precisions_to_run
 from cad import hardware
 from cad.backbones import PRESETS, build_backbone, count_parameters
 from cad.conditioning import Condition
@@ -68,14 +69,8 @@ class PresetStep:
 def measure(presets: list[str], precisions: list[str], batch: int, warmup: int, iters: int) -> dict:
     """img/s (median of ``iters``) per (preset, precision), the steps interleaved with alternating order."""
     steps = {(p, q): PresetStep(p, batch, q) for p in presets for q in precisions}
-    for step in steps.values():
-        for _ in range(warmup):
-            step.step()
-    seconds = {key: [] for key in steps}
-    keys = list(steps)
-    for i in range(iters):
-        for key in keys if i % 2 == 0 else keys[::-1]:
-            seconds[key].append(timed(steps[key].step, torch.device("cpu")))
+    timers = {key: functools.partial(timed, step.step, torch.device("cpu")) for key, step in steps.items()}
+    seconds, _ = interleave(timers, warmup, iters)
     return {key: {"img_s": batch / statistics.median(s), "params": steps[key].params} for key, s in seconds.items()}
 
 

@@ -18,6 +18,7 @@ native, bf16; an explicit ``bf16-mixed`` runs even where bf16 is emulated.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -101,17 +102,19 @@ class OurRIN:
         return timed(self.train_step if step == "train" else self.sample_step, self.device)
 
 
-def interleave(sides: dict, step: str, warmup: int, iters: int, peak: MatmulPeak) -> tuple[dict, list[float]]:
-    """``warmup`` untimed then ``iters`` timed steps of every side, back to back, the order alternating: the seconds
-    of each side's steps, and the matmul peak (FLOP/s) measured before each timed iteration."""
-    for name in list(sides) * warmup:
-        sides[name].time(step)
-    seconds, peaks, names = {name: [] for name in sides}, [], list(sides)
+def interleave(timers: dict, warmup: int, iters: int, before_each=None) -> tuple[dict, list]:
+    """``warmup`` untimed then ``iters`` timed rounds over ``timers`` (name -> a function that runs one step and
+    returns its seconds), back to back, the order alternating so that every side sees the same load: the seconds of
+    each side's steps, and what ``before_each`` (e.g. the matmul peak) returned before each timed round."""
+    for name in list(timers) * warmup:
+        timers[name]()
+    seconds, extras, names = {name: [] for name in timers}, [], list(timers)
     for i in range(iters):
-        peaks.append(peak())
+        if before_each is not None:
+            extras.append(before_each())
         for name in names if i % 2 == 0 else names[::-1]:
-            seconds[name].append(sides[name].time(step))
-    return seconds, peaks
+            seconds[name].append(timers[name]())
+    return seconds, extras
 
 
 def precisions_to_run(precision: str, device_type: str) -> list[str]:
@@ -165,7 +168,8 @@ def bench_precision(args, device: torch.device, precision: str, authors_dir: Pat
         info = {"ours": ours.info, "authors": theirs.info}
         row = dict(precision=precision, peak_n=peak.n, peaks=[])
         for step, flops in (("train", "flops_train"), ("sample", "flops_fwd")):
-            seconds, peaks = interleave(sides, step, args.warmup, args.iters, peak)
+            timers = {name: functools.partial(side.time, step) for name, side in sides.items()}
+            seconds, peaks = interleave(timers, args.warmup, args.iters, before_each=peak)
             row["peaks"] += peaks
             for name, times in seconds.items():
                 row[f"{name}_{step}_img_s"] = statistics.median(args.batch / t for t in times)

@@ -56,6 +56,15 @@ def fake_report(runs: list[dict], device: str = "cpu", bf16_native: bool = True,
         load_before=(0.5, 0.4, 0.3), load_after=(1.5, 1.0, 0.5)), **extra)
 
 
+def test_interleave_alternates_the_order_and_keeps_each_sides_seconds():
+    calls = []
+    timers = {name: (lambda name=name, t=t: calls.append(name) or t) for name, t in (("a", 1.0), ("b", 2.0))}
+    seconds, extras = throughput.interleave(timers, warmup=1, iters=3, before_each=lambda: len(calls))
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warmup, then a b / b a / a b
+    assert seconds == {"a": [1.0] * 3, "b": [2.0] * 3}
+    assert extras == [2, 4, 6]  # before_each ran before each timed round
+
+
 def test_report_renders_both_sides_ratios_and_goals():
     text = throughput.render(fake_report([fake_run("32-true", 1.08, 0.7), fake_run("bf16-mixed", 1.4, 0.4)]))
     assert "# Throughput: `rin_cifar10` beside the authors' RIN, batch 32, cpu" in text
