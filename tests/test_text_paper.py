@@ -63,7 +63,7 @@ def small_coco(monkeypatch):
 def test_the_paper_config_is_the_authors_latent_setting():
     cfg = resolve("paper", "cc12m", "cad", task="text", accelerator="cpu")
     assert cfg.backbone.preset == "rin_text_latent256" and cfg.backbone.text_encoder == "google/flan-t5-xl"
-    assert cfg.backbone.latent_vae and cfg.sample.clip_x0 is False and cfg.sample.num_samples == 10_000
+    assert cfg.backbone.latent_vae and cfg.sample.clip_x0 is True and cfg.sample.num_samples == 10_000
     assert get_task("text").image_shape(cfg) == (3, 256, 256)
 
 
@@ -76,7 +76,7 @@ def test_the_requests_are_described_per_scale():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("sample.clip_x0=true", "clip_x0"), ("data.resolution=100", "multiple of 8"),
+    ("data.resolution=100", "multiple of 8"),
     ("backbone.latent_vae=null", "latent space"), ("sample.num_samples=20000", "COCO-10K")])
 def test_paper_config_errors_name_the_fix(override, message):
     with pytest.raises(ConfigError, match=message):

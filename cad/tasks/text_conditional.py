@@ -13,7 +13,8 @@ train the text-to-image RIN on Stable Diffusion VAE latents (their cad_256 confi
 ``scaling_factor``) before noising, the backbone is built on the latent shape (``sample_shape``) and ``to_images``
 decodes samples back to ``image_shape``. The codec is kept out of the module's registered children (a plain attribute),
 so it is in no optimiser, no EMA and no checkpoint (its weights are the VAE folder's); it follows the batch's device.
-Sampling in latent space should not clip x0 to [-1, 1] (``sample.clip_x0: false``): scaled latents exceed it.
+In latent space the paper scale still clips x0_hat to [-1, 1] (``sample.clip_x0: true``), as the authors' samplers
+do although scaled latents can exceed it; ``false`` is the unclamped deviation.
 """
 from __future__ import annotations
 

@@ -60,8 +60,6 @@ def validate_paper(cfg: DictConfig) -> None:
     if not cfg.backbone.latent_vae:
         raise ConfigError("backbone.latent_vae is null: the paper scale trains in the Stable Diffusion VAE's latent "
                           "space; valid: a VAE or Stable Diffusion folder (or a hub name in the local cache)")
-    if cfg.sample.clip_x0:
-        raise ConfigError("sample.clip_x0=true in latent space: scaled latents exceed [-1, 1]; valid: false")
     resolution = cfg.data.resolution
     if not isinstance(resolution, int) or resolution <= 0 or resolution % 8:
         raise ConfigError(f"data.resolution={resolution}: the paper scale needs the image side, a multiple of 8 (the "
