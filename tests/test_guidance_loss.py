@@ -120,3 +120,17 @@ def test_the_ablation_runs_each_method_once_per_loss_and_labels_its_lines():
     header, first = report.sweep_csv(results, experiment.sweep_key).splitlines()[:2]
     assert header == "dataset,method,variant,sample.guidance_scale,fid" and first == "fashion_mnist,cfg,plain,0.0,1.0"
 
+
+
+def test_the_unconditional_measure_shows_the_guidance_free_points_under_its_own_name():
+    """sample.null_label=true is refused with guidance: the table shows each trained CFG run at w = 0 only (the
+    whole experiment's methods and values are tried; CAD, without condition dropout, has no null label)."""
+    from cad.experiment import cli, report
+    from cad.experiment.config import load_experiment
+
+    experiment = load_experiment("guidance_loss")
+    args = cli.parse_args(["guidance_loss", "sample.null_label=true"])
+    shown = cli.shown_configs(experiment, args, ["fashion_mnist"])
+    assert sorted((r.method, r.variant, r.value) for r in shown) == [("cfg", "aligned", 0.0), ("cfg", "plain", 0.0)]
+    results = [report.RunResult(r.dataset, r.method, r.value, r.cfg, None, {"fid": 1.0}, r.variant) for r in shown]
+    assert report.output_name(experiment, results) == "guidance_loss-null_label-True"

@@ -123,13 +123,22 @@ def _configs(experiment, scale: str, datasets: list[str], methods: list[str], ov
     return planned
 
 
-def _applies(experiment, args: argparse.Namespace, datasets: list[str], method: str) -> bool:
-    """Whether the command's overrides make a valid run of ``method`` (the runs to do were checked already)."""
-    try:
-        _configs(experiment, args.scale, datasets, [method], list(args.overrides), args)
-    except ConfigError:
-        return False
-    return True
+def shown_configs(experiment, args: argparse.Namespace, datasets: list[str]) -> list[Planned]:
+    """The runs the table or figure shows: every method of the experiment (so it can be completed one method at a time)
+    at every sweep value that the command's overrides make a valid run of. A method or value they refuse has none: a
+    label-coherence mix for a method without coherence, the null label (the unconditional model) with guidance."""
+    values = experiment.values_at(args.scale) if experiment.sweep_key else [None]
+    shown = []
+    for method in experiment.methods:
+        for value in values:
+            try:
+                shown += _configs(experiment, args.scale, datasets, [method], list(args.overrides), args,
+                                  None if value is None else [value])
+            except ConfigError:
+                continue
+    variants = list(experiment.variants or {None: []})  # in _configs' order: dataset, method, variant, value
+    return sorted(shown, key=lambda r: (datasets.index(r.dataset), experiment.methods.index(r.method),
+                                        variants.index(r.variant), values.index(r.value)))
 
 
 def experiment_datasets(experiment, scale: str, requested: list[str] | None) -> tuple[list[str], list[str]]:
@@ -188,11 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         run_datasets, shown_datasets = experiment_datasets(experiment, args.scale, args.datasets)
         configs = _configs(experiment, args.scale, run_datasets, methods, list(args.overrides), args, args.values,
                            args.variants)
-        # The table or figure shows every finished run of its datasets, all of the experiment's methods, so it can be
-        # completed one dataset or one method at a time; a method the overrides do not apply to (a label-coherence
-        # mix for a method without coherence) has no such run.
-        shown = [c for m in experiment.methods if _applies(experiment, args, shown_datasets[:1], m)
-                 for c in _configs(experiment, args.scale, shown_datasets, [m], list(args.overrides), args)]
+        shown = shown_configs(experiment, args, shown_datasets)  # every finished one of them is in the table
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -54,6 +54,9 @@ def _run_notes(r: RunResult, request_note: str, per_row: str | None = None) -> d
     made the files: the run was found by their hash) and its metrics' ``meta``; ``per_row``: a key whose value
     differs between the rows (a table of a sweep's best values), left to the table's column."""
     cfg, s, meta = r.cfg, r.cfg.sample, r.metrics.get("meta", {})
+    if s.get("null_label"):  # the class task's unconditional model: the requests' labels are not given to it
+        request_note = ("the learned null label for every request (the unconditional model; Acc is against labels it "
+                        "was not given)")
     notes = {"scale": cfg.scale,
              "precision": f"training {cfg.train.precision}, sampling {s.precision}, features {cfg.evaluate.precision}",
              "samples": (f"{s.num_samples} generated vs {meta.get('num_reference', cfg.evaluate.reference_size)}"
