@@ -45,16 +45,24 @@ def test_the_committed_rin_rows_render_to_their_committed_table(tmp_path, monkey
         assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
 
 
-def test_the_committed_guidance_loss_points_render_to_their_committed_files(tmp_path, monkeypatch):
-    """The guidance_loss ablation is committed point by point as sessions finish them (fp32, pinned by the
-    experiment): its figure's CSV and its table render again from the finished runs alone."""
+@pytest.mark.parametrize("methods, values, overrides, stem", [
+    (["cfg", "cad"], None, [], "guidance_loss"),
+    (["cfg"], [0.0], ["sample.null_label=true"], "guidance_loss-null_label-True"),  # the unconditional model
+    (["cfg"], [1.0, 3.0], ["sample.steps=10"], "guidance_loss-steps-10"),  # fewer sampling steps
+    (["cad"], [0.0], ["sample.coherence=0"], "guidance_loss-coherence-0")])  # CAD told its labels mean nothing
+def test_the_committed_guidance_loss_points_render_to_their_committed_files(methods, values, overrides, stem,
+                                                                            tmp_path, monkeypatch):
+    """The guidance_loss ablation and its side measurements (README "Guidance-aligned training") are committed point
+    by point as sessions finish them (fp32, pinned by the experiment): each one's figure CSV and table render again
+    from its finished runs alone, to files named by the override."""
     monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("rendering must not train"))
     experiment = load_experiment("guidance_loss")
     _, shown = cli.experiment_datasets(experiment, "cpu", None)
     args = argparse.Namespace(accelerator="cpu", devices=1)
-    configs = cli._configs(experiment, "cpu", shown, experiment.methods, [], args)
+    configs = cli._configs(experiment, "cpu", shown, methods, overrides, args, values)
     results = cli.finished_results(experiment, configs, results_dir())
     assert results, "the committed guidance_loss points are found by their hashes"
+    assert report.output_name(experiment, results) == stem
     report.write(experiment, "cpu", results, tmp_path)
-    for output in ("figures/guidance_loss.csv", "tables/guidance_loss.md", "tables/guidance_loss.csv"):
+    for output in (f"figures/{stem}.csv", f"tables/{stem}.md", f"tables/{stem}.csv"):
         assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
