@@ -109,7 +109,9 @@ def test_the_shards_train_the_latent_model_and_filtered_drops_three_bins(folders
 def test_samples_are_decoded_images_and_evaluated_on_coco(folders, small_coco, tmp_path, monkeypatch):
     monkeypatch.setenv("CAD_CACHE", str(tmp_path / "cache"))
     task = get_task("text")
-    cfg = paper_cfg(folders, "cad", "evaluate.clip_checkpoint=unused.pt")
+    # unclamped: a random tiny model's clamped latents saturate at +-1 and decode to near-identical images, whose
+    # 4-sample FID covariance is degenerate; this test is about decoding and evaluation, not the clamp
+    cfg = paper_cfg(folders, "cad", "evaluate.clip_checkpoint=unused.pt", "sample.clip_x0=false")
     requests = task.eval_requests(cfg)
     assert requests == text_paper.coco_subset(str(folders / "coco"), RESOLUTION, 6).captions[:4]
     module = task.build_module(cfg)
