@@ -13,8 +13,8 @@ Writes ``results/benchmarks/memory_format.md`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import functools
 import copy
+import functools
 import os
 import statistics
 import sys

@@ -121,7 +121,6 @@ def test_the_ablation_runs_each_method_once_per_loss_and_labels_its_lines():
     assert header == "dataset,method,variant,sample.guidance_scale,fid" and first == "fashion_mnist,cfg,plain,0.0,1.0"
 
 
-
 def test_the_unconditional_measure_shows_the_guidance_free_points_under_its_own_name():
     """sample.null_label=true is refused with guidance: the table shows each trained CFG run at w = 0 only (the
     whole experiment's methods and values are tried; CAD, without condition dropout, has no null label)."""
