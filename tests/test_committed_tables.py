@@ -66,3 +66,19 @@ def test_the_committed_guidance_loss_points_render_to_their_committed_files(meth
     report.write(experiment, "cpu", results, tmp_path)
     for output in (f"figures/{stem}.csv", f"tables/{stem}.md", f"tables/{stem}.csv"):
         assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
+
+
+def test_the_committed_conditioning_rows_render_to_their_committed_files(tmp_path, monkeypatch):
+    """The conditioning ablation (issue 14) is committed variant by variant as sessions finish them: its table and
+    figure CSV render again from the finished runs alone, `plain` (the guidance_loss ablation's plain CAD run, found
+    by its hash) among them as the reference of every FID change."""
+    monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("rendering must not train"))
+    experiment = load_experiment("conditioning")
+    _, shown = cli.experiment_datasets(experiment, "cpu", None)
+    args = argparse.Namespace(accelerator="cpu", devices=1)
+    configs = cli._configs(experiment, "cpu", shown, experiment.methods, [], args)
+    results = cli.finished_results(experiment, configs, results_dir())
+    assert {"plain", "coherence_metadata", "augmented"} <= {r.variant for r in results}
+    report.write(experiment, "cpu", results, tmp_path)
+    for output in ("figures/conditioning.csv", "tables/conditioning.md", "tables/conditioning.csv"):
+        assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
