@@ -104,3 +104,34 @@ def test_metadata_dropout_trains_the_null_and_needs_metadata():
     for overrides in (["train.metadata_dropout=0.3"], ["sample.metadata_guidance_scale=2"]):
         with pytest.raises(ConfigError, match="control metadata"):
             resolve("smoke", "fashion_mnist", "cad", overrides, accelerator="cpu")
+
+
+@torch.no_grad()
+def test_ungated_metadata_acts_at_every_noise_level_and_equals_the_gated_one_on_clean_data():
+    """backbone.metadata_gate=none (the ablation of the gate): the same weights give the gated model's output at
+    gamma = 1 and, unlike it, still read the coherence at gamma = 0."""
+    torch.manual_seed(0)
+    gated = build_backbone("unet_smoke", coherence_as_metadata=True).eval()
+    ungated = build_backbone("unet_smoke", coherence_as_metadata=True, metadata_gate="none").eval()
+    ungated.load_state_dict(gated.state_dict())
+    x = torch.randn(2, 1, 28, 28)
+    cond = Condition(label=torch.tensor([1, 2]), label_null=torch.zeros(2, dtype=torch.bool), coherence=torch.ones(2))
+    one, zero = torch.ones(2), torch.zeros(2)
+    torch.testing.assert_close(ungated(x, one, cond)[0], gated(x, one, cond)[0])
+    assert (ungated(x, zero, cond)[0] - ungated(x, zero, cond.with_coherence(0.0))[0]).abs().max() > 1e-6
+    assert (gated(x, zero, cond)[0] - gated(x, zero, cond.with_coherence(0.0))[0]).abs().max() <= 1e-6
+
+
+def test_the_gate_option_is_off_by_default_named_and_checked():
+    from cad.experiment.config import ConfigError, TRAIN_KEYS, config_hash, resolve
+
+    with pytest.raises(ValueError, match="metadata_gate='cosine' is not valid; valid: gamma, none"):
+        ConditioningSpec(10, True, coherence_as_metadata=True, metadata_gate="cosine")
+    gated = resolve("smoke", "mnist", "cad", ["backbone.coherence_as_metadata=true"])
+    assert gated.backbone.metadata_gate == "gamma"
+    ungated = resolve("smoke", "mnist", "cad", ["backbone.coherence_as_metadata=true", "backbone.metadata_gate=none"])
+    assert config_hash(ungated, TRAIN_KEYS) != config_hash(gated, TRAIN_KEYS)
+    with pytest.raises(ConfigError, match="backbone.metadata_gate='cosine' is not valid"):
+        resolve("smoke", "mnist", "cad", ["backbone.coherence_as_metadata=true", "backbone.metadata_gate=cosine"])
+    with pytest.raises(ConfigError, match="this run feeds none"):
+        resolve("smoke", "mnist", "cad", ["backbone.metadata_gate=none"])

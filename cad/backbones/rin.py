@@ -119,6 +119,7 @@ class RIN(nn.Module):
         mix_labels_and_confidence: bool = False,
         metadata_dim: int | None = None,
         coherence_as_metadata: bool = False,
+        metadata_gate: str = "gamma",
         patch_size: int,
         data_dim: int,
         num_latents: int,
@@ -142,7 +143,7 @@ class RIN(nn.Module):
             raise ValueError(f"image_size={image_size} is not divisible by patch_size={patch_size}")
         self.spec = ConditioningSpec(num_classes, use_coherence, token_dim, map_channels,
                                      mix_label_coherence=mix_labels_and_confidence, metadata_dim=metadata_dim,
-                                     coherence_as_metadata=coherence_as_metadata)
+                                     coherence_as_metadata=coherence_as_metadata, metadata_gate=metadata_gate)
         self.image_size = image_size
         self.in_channels = in_channels
         self.patch_size = patch_size

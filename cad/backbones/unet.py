@@ -112,6 +112,7 @@ class UNet(nn.Module):
         mix_labels_and_confidence: bool = False,
         metadata_dim: int | None = None,
         coherence_as_metadata: bool = False,
+        metadata_gate: str = "gamma",
         base_channels: int,
         channel_mults: tuple[int, ...],
         num_res_blocks: int,
@@ -125,7 +126,7 @@ class UNet(nn.Module):
             raise ValueError(f"image_size={image_size} cannot be halved {len(channel_mults) - 1} times")
         self.spec = ConditioningSpec(num_classes, use_coherence, token_dim, map_channels,
                                      mix_label_coherence=mix_labels_and_confidence, metadata_dim=metadata_dim,
-                                     coherence_as_metadata=coherence_as_metadata)
+                                     coherence_as_metadata=coherence_as_metadata, metadata_gate=metadata_gate)
         self.image_size = image_size
         self.in_channels = in_channels
         emb_dim = 4 * base_channels

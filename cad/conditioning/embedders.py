@@ -30,6 +30,9 @@ from cad.conditioning.condition import Condition
 # Time and coherence are both in [0, 1]; the sinusoid sees them at the resolution of 1000 diffusion steps
 # (the authors' ``time_scaling: 1000.0``, used for the coherence embedder of their text model too).
 TIME_SCALE = 1000.0
+# The control metadata's gate over the denoising steps: gamma (the signal level; MetadataEmbedder's docstring) or none
+# (the metadata at full strength at every step: the ablation that says what the gate does).
+METADATA_GATES = ("gamma", "none")
 COHERENCE_SCALE = 1000.0
 
 
@@ -49,8 +52,11 @@ class ConditioningSpec:
     mix_label_coherence: bool = False
     metadata_dim: int | None = None  # control metadata values per sample (on the time path, gated by gamma)
     coherence_as_metadata: bool = False  # the coherence as one more metadata value instead of its own token
+    metadata_gate: str = "gamma"  # what scales the metadata embedding over the steps (METADATA_GATES)
 
     def __post_init__(self):
+        if self.metadata_gate not in METADATA_GATES:
+            raise ValueError(f"metadata_gate={self.metadata_gate!r} is not valid; valid: {', '.join(METADATA_GATES)}")
         if self.coherence_as_metadata and not (self.use_coherence and self.map_channels is None):
             raise ValueError("coherence_as_metadata needs a scalar coherence (use_coherence=True, no map_channels)")
         if self.coherence_as_metadata and self.mix_label_coherence:
@@ -180,11 +186,11 @@ class MetadataEmbedder(nn.Module):
     The multi-level conditioning paper gates control metadata in over the denoising steps with a cosine schedule; the
     gate here is gamma itself (our choice: 0 at pure noise, 1 on clean data, and exactly cos^2(pi t / 2) under the
     cosine sampling schedule), so metadata such as a flip or a crop shape the late, detailed steps more than the
-    early, global ones."""
+    early, global ones. ``gate="none"`` drops the factor gamma (an ablation, off by default)."""
 
-    def __init__(self, num_values: int, dim: int, sinusoid_dim: int):
+    def __init__(self, num_values: int, dim: int, sinusoid_dim: int, gate: str = "gamma"):
         super().__init__()
-        self.num_values, self.sinusoid_dim = num_values, sinusoid_dim
+        self.num_values, self.sinusoid_dim, self.gate = num_values, sinusoid_dim, gate
         self.mlp = nn.Sequential(nn.Linear(num_values * sinusoid_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.null = nn.Parameter(torch.zeros(dim))
         nn.init.normal_(self.null, std=0.02)
@@ -197,7 +203,7 @@ class MetadataEmbedder(nn.Module):
         emb = self.mlp(torch.cat(sinusoids, dim=-1).to(self.mlp[0].weight.dtype))
         if null is not None:
             emb = torch.where(null[:, None], self.null.to(emb.dtype).expand_as(emb), emb)
-        return gamma.to(emb.dtype)[:, None] * emb
+        return emb if self.gate == "none" else gamma.to(emb.dtype)[:, None] * emb
 
 
 class LabelCoherenceMixer(nn.Module):
@@ -244,7 +250,8 @@ class ConditionEmbedder(nn.Module):
         self.label = LabelEmbedder(spec.num_classes, dim) if spec.num_classes is not None else None
         self.coherence = ScalarEmbedder(dim, sinusoid_dim, COHERENCE_SCALE) if spec.coherence_token else None
         self.mixer = LabelCoherenceMixer(dim) if spec.mix_label_coherence else None
-        self.metadata = MetadataEmbedder(spec.metadata_values, dim, sinusoid_dim) if spec.metadata_values else None
+        self.metadata = (MetadataEmbedder(spec.metadata_values, dim, sinusoid_dim, spec.metadata_gate)
+                         if spec.metadata_values else None)
         self.token_proj = nn.Linear(spec.token_dim, dim) if spec.token_dim is not None else None
 
     def forward(self, gamma: Tensor, cond: Condition) -> ConditionEmbedding:

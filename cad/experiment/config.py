@@ -201,7 +201,8 @@ IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix
                    "data.augment": {"hflip": False, "crop_min": None}, "backbone.coherence_as_metadata": False,
                    "data.caption_noise": 0.5, "backbone.text_encoder": "minilm", "sample.coherence_map": "uniform",
                    "data.resolution": None, "sample.metadata_guidance_scale": 0.0, "train.metadata_dropout": 0.0,
-                   "backbone.latent_vae": None, "sample.null_label": False, "data.resolution_metadata": False}
+                   "backbone.latent_vae": None, "sample.null_label": False, "data.resolution_metadata": False,
+                   "backbone.metadata_gate": "gamma"}
 
 
 def _parent(container: dict, path: str) -> tuple[dict, str]:

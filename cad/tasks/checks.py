@@ -29,10 +29,27 @@ def check_class_conditioning_only(cfg: DictConfig, task: str) -> None:
 
     b = cfg.backbone
     if b.mix_labels_and_confidence or b.coherence_as_metadata or augments(cfg.data.augment) \
-            or cfg.data.resolution_metadata:
+            or cfg.data.resolution_metadata or b.metadata_gate != "gamma":
         raise ConfigError(f"the {task} task has no label to mix and no control metadata; valid: "
                           f"backbone.mix_labels_and_confidence=false, backbone.coherence_as_metadata=false, "
-                          f"data.augment at its defaults, data.resolution_metadata=false (the class task has them)")
+                          f"data.augment at its defaults, data.resolution_metadata=false, backbone.metadata_gate=gamma "
+                          f"(the class task has them)")
+
+
+def check_metadata_gate(cfg: DictConfig) -> None:
+    """``backbone.metadata_gate``: one of METADATA_GATES, and other than the default only where some control metadata
+    is fed (it would change nothing else, under another run identity)."""
+    from cad.conditioning.embedders import METADATA_GATES
+    from cad.data.augment import augments
+
+    gate = cfg.backbone.metadata_gate
+    if gate not in METADATA_GATES:
+        raise ConfigError(f"backbone.metadata_gate={gate!r} is not valid; valid: {', '.join(METADATA_GATES)}")
+    if gate != "gamma" and not (cfg.backbone.coherence_as_metadata or augments(cfg.data.augment)
+                                or cfg.data.resolution_metadata):
+        raise ConfigError(f"backbone.metadata_gate={gate} changes the control metadata, but this run feeds none; "
+                          f"valid: with backbone.coherence_as_metadata=true, data.augment or data.resolution_metadata=true, "
+                          f"or backbone.metadata_gate=gamma")
 
 
 def check_extractors(cfg: DictConfig, domain: str) -> None:

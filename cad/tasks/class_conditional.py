@@ -23,14 +23,15 @@ class ClassConditionalDiffusion(DiffusionModule):
     def __init__(self, *, backbone: str, image_shape: tuple[int, int, int], num_classes: int, method: dict,
                  mix_labels_and_confidence: bool = False, augment: dict | None = None,
                  coherence_as_metadata: bool = False, resolution: int | None = None, metadata_dropout: float = 0.0,
-                 resolution_metadata: bool = False, **train):
+                 resolution_metadata: bool = False, metadata_gate: str = "gamma", **train):
         """``train``: the shared step's settings (see ``DiffusionModule``), from the config's ``train`` section;
         ``mix_labels_and_confidence``: one MLP-merged label-coherence embedding (cad.conditioning.embedders);
         ``augment`` ({hflip, crop_min}): augmented training images, their flags as control metadata
         (cad.data.augment); ``coherence_as_metadata``: the coherence on the metadata path instead of its token;
         ``resolution``: training images resized to it (``image_shape`` is then the resized shape);
         ``metadata_dropout``: the share of samples trained with the null metadata (for metadata guidance);
-        ``resolution_metadata``: the image resolution as one more control-metadata value."""
+        ``resolution_metadata``: the image resolution as one more control-metadata value; ``metadata_gate``: what
+        scales the metadata over the steps (cad.conditioning.embedders.METADATA_GATES)."""
         super().__init__(**train, loss=Method(**method).loss)
 
     def build_model(self) -> nn.Module:
@@ -41,7 +42,8 @@ class ClassConditionalDiffusion(DiffusionModule):
                               use_coherence=self.method.use_coherence,
                               mix_labels_and_confidence=hp.mix_labels_and_confidence,
                               metadata_dim=len(self.metadata_row) or None,
-                              coherence_as_metadata=hp.coherence_as_metadata)
+                              coherence_as_metadata=hp.coherence_as_metadata,
+                              metadata_gate=hp.metadata_gate)
 
     @property
     def metadata_resolution(self) -> int | None:

@@ -27,7 +27,7 @@ from cad.experiment.config import ConfigError
 from cad.guidance import guidance_pair
 from cad.tasks.class_conditional import ClassConditionalDiffusion
 from cad.tasks.grids import save_grid
-from cad.tasks.checks import check_extractors
+from cad.tasks.checks import check_extractors, check_metadata_gate
 from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
@@ -88,6 +88,7 @@ class ClassTask(Task):
         if cfg.backbone.coherence_as_metadata and not method.use_coherence:
             raise ConfigError(f"backbone.coherence_as_metadata=true moves the coherence score to the metadata path, "
                               f"but method '{method.name}' has none; valid: a method with coherence (--methods cad)")
+        check_metadata_gate(cfg)
         size = cfg.data.resolution
         if size is not None and (not isinstance(size, int) or size < 8):
             raise ConfigError(f"data.resolution={size!r} is not valid; valid: null (the dataset's own) or an integer "
@@ -114,7 +115,7 @@ class ClassTask(Task):
             mix_labels_and_confidence=cfg.backbone.mix_labels_and_confidence,
             augment=OmegaConf.to_container(cfg.data.augment), coherence_as_metadata=cfg.backbone.coherence_as_metadata,
             resolution=cfg.data.resolution, metadata_dropout=t.metadata_dropout,
-            resolution_metadata=cfg.data.resolution_metadata,
+            resolution_metadata=cfg.data.resolution_metadata, metadata_gate=cfg.backbone.metadata_gate,
             schedule=OmegaConf.to_container(t.schedule), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
             warmup_steps=t.warmup_steps, total_steps=t.total_steps, lr_rate=t.lr_rate, ema_decay=t.ema_decay,
             ema_warmup=t.ema_warmup, self_cond_keep_prob=t.self_cond_keep_prob, seed=t.seed,
