@@ -30,10 +30,10 @@ from cad.conditioning.condition import Condition
 # Time and coherence are both in [0, 1]; the sinusoid sees them at the resolution of 1000 diffusion steps
 # (the authors' ``time_scaling: 1000.0``, used for the coherence embedder of their text model too).
 TIME_SCALE = 1000.0
+COHERENCE_SCALE = 1000.0
 # The control metadata's gate over the denoising steps: gamma (the signal level; MetadataEmbedder's docstring) or none
 # (the metadata at full strength at every step: the ablation that says what the gate does).
 METADATA_GATES = ("gamma", "none")
-COHERENCE_SCALE = 1000.0
 
 
 @dataclass(frozen=True)
