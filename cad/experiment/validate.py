@@ -10,6 +10,7 @@ from benchmarks.manifold import PRDC_PROTOCOLS
 from cad import hardware
 from cad.backbones import PRESETS
 from cad.backbones.sd_controlnet import SD_CONTROLNET  # built from SD's weights by its task, not by build_backbone
+from cad.conditioning.embedders import METADATA_GATES
 from cad.data.augment import augments
 from cad.data.noise import PROTOCOLS, PROTOCOL_ALIASES
 from cad.diffusion.schedules import available_schedules
@@ -63,6 +64,13 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("sample.metadata_guidance_scale and train.metadata_dropout act on control metadata, which "
                           "this run has none of; valid: 0, or a class run with data.augment.hflip=true, "
                           "data.augment.crop_min set or data.resolution_metadata=true")
+    gate = cfg.backbone.metadata_gate
+    if gate not in METADATA_GATES:
+        raise ConfigError(f"backbone.metadata_gate={gate!r} is not valid; valid: {', '.join(METADATA_GATES)}")
+    if gate != "gamma" and not (has_metadata or cfg.backbone.coherence_as_metadata):
+        raise ConfigError(f"backbone.metadata_gate={gate} changes the control metadata, but this run feeds none; "
+                          f"valid: with backbone.coherence_as_metadata=true, data.augment or "
+                          f"data.resolution_metadata=true, or backbone.metadata_gate=gamma")
     get_task(cfg.task).validate(cfg)
 
 

@@ -36,22 +36,6 @@ def check_class_conditioning_only(cfg: DictConfig, task: str) -> None:
                           f"(the class task has them)")
 
 
-def check_metadata_gate(cfg: DictConfig) -> None:
-    """``backbone.metadata_gate``: one of METADATA_GATES, and other than the default only where some control metadata
-    is fed (it would change nothing else, under another run identity)."""
-    from cad.conditioning.embedders import METADATA_GATES
-    from cad.data.augment import augments
-
-    gate = cfg.backbone.metadata_gate
-    if gate not in METADATA_GATES:
-        raise ConfigError(f"backbone.metadata_gate={gate!r} is not valid; valid: {', '.join(METADATA_GATES)}")
-    if gate != "gamma" and not (cfg.backbone.coherence_as_metadata or augments(cfg.data.augment)
-                                or cfg.data.resolution_metadata):
-        raise ConfigError(f"backbone.metadata_gate={gate} changes the control metadata, but this run feeds none; "
-                          f"valid: with backbone.coherence_as_metadata=true, data.augment or data.resolution_metadata=true, "
-                          f"or backbone.metadata_gate=gamma")
-
-
 def check_extractors(cfg: DictConfig, domain: str) -> None:
     """``evaluate.extractors``: the registered feature extractors, or the task's own ``domain`` one."""
     from benchmarks.features import EXTRACTORS

@@ -27,7 +27,7 @@ from cad.experiment.config import ConfigError
 from cad.guidance import guidance_pair
 from cad.tasks.class_conditional import ClassConditionalDiffusion
 from cad.tasks.grids import save_grid
-from cad.tasks.checks import check_extractors, check_metadata_gate
+from cad.tasks.checks import check_extractors
 from cad.tasks.evaluation import evaluate_features, feature_extractors
 from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
@@ -88,7 +88,6 @@ class ClassTask(Task):
         if cfg.backbone.coherence_as_metadata and not method.use_coherence:
             raise ConfigError(f"backbone.coherence_as_metadata=true moves the coherence score to the metadata path, "
                               f"but method '{method.name}' has none; valid: a method with coherence (--methods cad)")
-        check_metadata_gate(cfg)
         size = cfg.data.resolution
         if size is not None and (not isinstance(size, int) or size < 8):
             raise ConfigError(f"data.resolution={size!r} is not valid; valid: null (the dataset's own) or an integer "
