@@ -79,3 +79,17 @@ def test_the_wall_times_name_the_machines_they_were_measured_on(tmp_path):
     table = (tmp_path / "tables" / "guidance_loss.md").read_text()
     assert f"- wall time measured on: {wall_machines(results)}" in table
     assert (cpu_info().get("model name") or "unknown CPU") in machine_name()  # what /proc/cpuinfo calls the CPU
+
+
+def test_a_wall_time_that_misses_the_steps_before_a_resume_says_from_which_step_it_counts(tmp_path):
+    experiment = load_experiment("guidance_loss")
+    results = [_run(tmp_path, experiment, "plain", 0.0, 50.0), _run(tmp_path, experiment, "aligned", 0.0, 45.0)]
+    for r, marker in zip(results, ({"wall_s": 600.0, "resumed_from": 800, "wall_s_from_step": 0},  # the clock carried
+                                   {"wall_s": 600.0, "resumed_from": 800})):  # a marker from before the clock
+        mark_done(r.dirs.train, "train", marker)
+    assert [r["wall_from_step"] for r in ablation_rows(experiment, results)] == [0, 800]
+    report.write(experiment, "smoke", results, tmp_path)
+    table = (tmp_path / "tables" / "guidance_loss.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| Fashion-MNIST")]
+    assert "| 12 |" in rows[0] and "| 12 (from step 800) |" in rows[1]
+    assert "- wall (min) from step k: the training was resumed at step k" in table

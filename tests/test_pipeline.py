@@ -5,7 +5,7 @@ import torch
 
 from cad.experiment import cli, stages
 from cad.experiment.config import experiment_choices, load_experiment, resolve
-from cad.experiment.runs import is_done, run_dirs
+from cad.experiment.runs import is_done, read_done, run_dirs
 from cad.tasks.class_conditional import ClassConditionalDiffusion
 from tests.tiny_runs import TINY, train, train_killed_at
 
@@ -21,6 +21,30 @@ def test_a_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, monkey
     assert reference.keys() == resumed.keys()
     for name in reference:
         assert torch.equal(reference[name], resumed[name]), name
+
+
+def test_a_resumed_trainings_wall_time_counts_the_steps_before_the_kill(tmp_path, monkeypatch):
+    cfg = resolve("smoke", "mnist", "conditional", TINY)
+    dirs = run_dirs(cfg, "w", tmp_path)
+    train_killed_at(cfg, dirs, 3, monkeypatch)
+    checkpoint = dirs.train / "checkpoints" / "step=2.ckpt"
+    saved = torch.load(checkpoint, weights_only=False)
+    before = saved["callbacks"]["_WallClock"]["wall_s"]
+    assert before > 0
+    train(cfg, dirs)
+    marker = read_done(dirs.train, "train")
+    assert marker["resumed_from"] == 2 and marker["wall_s_from_step"] == 0 and marker["wall_s"] > before
+
+    # A checkpoint written before the clock was saved: the time counts from the step it resumes at, and says so.
+    (dirs.train / "train.done").unlink()
+    (dirs.train / "model_ema.pt").unlink()
+    for later in (dirs.train / "checkpoints").glob("*.ckpt"):
+        later.unlink()
+    del saved["callbacks"]["_WallClock"]
+    torch.save(saved, checkpoint)
+    train(cfg, dirs)
+    marker = read_done(dirs.train, "train")
+    assert marker["resumed_from"] == 2 and marker["wall_s_from_step"] == 2
 
 
 def test_a_nan_loss_names_the_step_and_the_last_checkpoint(tmp_path, monkeypatch):

@@ -34,6 +34,13 @@ def wall_seconds(r) -> float | None:
     return None if None in walls else float(sum(walls))
 
 
+def wall_from_step(r) -> int:
+    """The training step a run's wall time counts from: 0, or the step it was resumed at from a checkpoint that did not
+    record the time before it (markers written before ``wall_s_from_step`` existed counted from ``resumed_from``)."""
+    marker = _markers(r)[0] or {}
+    return int(marker.get("wall_s_from_step", marker.get("resumed_from", 0)))
+
+
 def wall_machines(results: list) -> str:
     """What the wall times were measured on: each machine its done markers name, with its count of stages (markers
     written before they named it: "not recorded")."""
@@ -55,6 +62,7 @@ def ablation_rows(experiment, results: list) -> list[dict]:
         change = None if base in (None, 0) or fid is None else 100.0 * (fid - base) / base
         rows.append({"dataset": pretty_name(r.dataset), "method": r.method, "variant": r.variant,
                      "value": r.sweep_value, "fid_change": change, "wall_s": wall_seconds(r),
+                     "wall_from_step": wall_from_step(r),
                      "context": (experiment.context or {}).get(r.variant, ""),
                      **{key: r.metrics.get(key) for key, _ in METRICS}})
     return rows
@@ -64,6 +72,12 @@ def _cell(value, digits: int = 3) -> str:
     if value is None:
         return "-"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _wall_cell(r: dict) -> str:
+    if r["wall_s"] is None:
+        return "-"
+    return f"{r['wall_s'] / 60:.0f}" + (f" (from step {r['wall_from_step']})" if r["wall_from_step"] else "")
 
 
 def render_markdown(experiment, rows: list[dict], notes: dict[str, str]) -> str:
@@ -81,8 +95,11 @@ def render_markdown(experiment, rows: list[dict], notes: dict[str, str]) -> str:
         cells = [r["dataset"], r["method"], r["variant"], _cell(r["value"], 1)]
         cells += [_cell(r[k], 2 if k in ("fid", "clip_score") else 3) for k, _ in metrics]
         cells += ["-" if r["fid_change"] is None else f"{r['fid_change']:+.1f}%",
-                  "-" if r["wall_s"] is None else f"{r['wall_s'] / 60:.0f}", context]
+                  _wall_cell(r), context]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(r["wall_s"] is not None and r["wall_from_step"] for r in rows):
+        notes = {**notes, "wall (min) from step k": "the training was resumed at step k from a checkpoint that did not "
+                 "record the time before it; the minutes count from there"}
     lines += [""] + [f"- {k}: {v}" for k, v in notes.items()]
     return "\n".join(lines) + "\n"
 

@@ -45,6 +45,27 @@ class _TrackLastCheckpoint(Callback):
         pl_module.last_checkpoint = self.checkpoint.last_model_path or self.checkpoint.best_model_path or None
 
 
+class _WallClock(Callback):
+    """The training's wall time, carried across resumes in the checkpoints (Lightning saves a callback's state), so the
+    done marker's ``wall_s`` covers every step kept, not only the last session's. ``before`` stays None after a resume
+    from a checkpoint written before this was recorded: the marker then counts from that step (``wall_s_from_step``)."""
+
+    def __init__(self, resumed: bool):
+        self.before, self.start = None if resumed else 0.0, time.time()
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = time.time()
+
+    def segment(self) -> float:
+        return time.time() - self.start
+
+    def state_dict(self) -> dict:
+        return {"wall_s": None if self.before is None else self.before + self.segment()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.before = state_dict.get("wall_s")
+
+
 class _SampleGrid(Callback):
     """Logs a grid of EMA samples (the task's first 20 evaluation requests) to TensorBoard every ``every`` steps."""
 
@@ -113,11 +134,12 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     resume, start_step = latest_good_checkpoint(dirs.train / "checkpoints", max_step=until) or (None, 0)
     datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size, pin_memory=device.type == "cuda",
                                 total_steps=total, seed=cfg.train.seed, start_step=start_step)
+    clock = _WallClock(resumed=resume is not None)
     trainer = L.Trainer(
         max_steps=until, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
         strategy="ddp" if devices * num_nodes > 1 else "auto", precision=cfg.train.precision,
         logger=TensorBoardLogger(dirs.train, name="tensorboard", version=0),
-        callbacks=[checkpoint, _TrackLastCheckpoint(checkpoint),
+        callbacks=[checkpoint, _TrackLastCheckpoint(checkpoint), clock,
                    _SampleGrid(cfg, cfg.train.grid_every)],
         log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False)
@@ -139,7 +161,8 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
         if getattr(data, "noise_stats", None) is not None:  # what the table notes say of the noise: from this file
             atomic_write_json(dirs.train / "noise.json", noise_summary(data.noise_stats))
         loss = trainer.callback_metrics.get("train/loss")
-        summary = {"steps": trainer.global_step, "wall_s": round(time.time() - start, 1), "resumed_from": start_step,
+        summary = {"steps": trainer.global_step, "wall_s": round((clock.before or 0.0) + clock.segment(), 1),
+                   "wall_s_from_step": start_step if clock.before is None else 0, "resumed_from": start_step,
                    "final_loss": None if loss is None else float(loss),
                    "parameters": sum(p.numel() for p in module.model.parameters())}
         mark_done(dirs.train, "train" if until == total else f"snapshot-{until}", summary)
