@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the CAD paper's experiments.
 #   ./reproduce.sh table5d [--scale smoke|cpu|paper] [--datasets ...] [key=value ...]   a table or figure
-#   ./reproduce.sh test                                                                 unit tests + smoke table5d
+#   ./reproduce.sh test                                                                 unit tests + all smokes
 # On first use it creates .venv/ and installs the pinned dependencies (pyproject.toml) and the offline assets.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,6 +29,37 @@ setup() {
   echo "$want" > "$STAMP"
 }
 
+# Every experiment config runs at the smoke scale, in two lanes that share no run (fig5a/fig5b reuse table5d's trained
+# CAD models, fig3c/fig2b fig3a's, fig6a fig6b's; a lane keeps that order), each lane on its share of the cores.
+SMOKE_LANES=("table5d fig5a fig5b curve5d fig6b fig6a" "guidance_loss conditioning fig3a fig3c fig2b")
+
+lanes() {  # parallel workers: 2 where there are 2 cores or more, else 1
+  local cores; cores=$(nproc)
+  if [ "$cores" -ge 2 ]; then echo 2; else echo 1; fi
+}
+
+smoke_lane() {  # the experiments of one lane in order; stops at the first that fails
+  local experiment
+  for experiment in $1; do
+    echo "[test] smoke reproduction of $experiment"
+    "$PY" -m cad.experiment "$experiment" --scale smoke --no-progress || return
+  done
+}
+
+smoke_reproductions() {  # the lanes side by side, each line prefixed with its lane; fails if any lane failed
+  local n threads i status=0 pids=()
+  n=$(lanes)
+  if [ "$n" -eq 1 ]; then smoke_lane "${SMOKE_LANES[*]}"; return; fi
+  threads=$(( $(nproc) / n ))
+  for i in "${!SMOKE_LANES[@]}"; do
+    (OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads smoke_lane "${SMOKE_LANES[$i]}" 2>&1 \
+      | sed -u "s/^/[lane $((i + 1))] /") &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do wait "${pids[$i]}" || status=$?; done
+  return "$status"
+}
+
 main() {
   local cmd="${1:-}"
   case "$cmd" in
@@ -38,13 +69,9 @@ main() {
     test)
       shift
       setup
-      "$PY" -m pytest -q -p no:cacheprovider tests "$@"
-      # Every experiment config runs at the smoke scale (fig5a/fig5b reuse table5d's trained CAD models, fig3c/fig2b
-      # fig3a's, fig6a fig6b's).
-      for experiment in table5d fig5a fig5b curve5d guidance_loss conditioning fig3a fig3c fig2b fig6b fig6a; do
-        echo "[test] smoke reproduction of $experiment"
-        "$PY" -m cad.experiment "$experiment" --scale smoke --no-progress
-      done
+      # pytest-xdist: 2 workers where there are 2 cores or more (-n 0 runs in this process)
+      "$PY" -m pytest -q -p no:cacheprovider -n "$(( $(lanes) > 1 ? $(lanes) : 0 ))" tests "$@"
+      smoke_reproductions
       ;;
     *)
       setup
