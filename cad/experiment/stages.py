@@ -50,11 +50,8 @@ class _WallClock(Callback):
     done marker's ``wall_s`` covers every step kept, not only the last session's. ``before`` stays None after a resume
     from a checkpoint written before this was recorded: the marker then counts from that step (``wall_s_from_step``)."""
 
-    def __init__(self, resumed: bool):
+    def __init__(self, resumed: bool):  # made just before the trainer: the segment is the whole fit, as it was
         self.before, self.start = None if resumed else 0.0, time.time()
-
-    def on_train_start(self, trainer, pl_module):
-        self.start = time.time()
 
     def segment(self) -> float:
         return time.time() - self.start
