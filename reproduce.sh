@@ -70,7 +70,7 @@ main() {
       shift
       setup
       # pytest-xdist: 2 workers where there are 2 cores or more (-n 0 runs in this process), each on its share of the
-      # cores (torch's default of one thread per core in each worker oversubscribes them: 342 s against 192 s on 2 cores)
+      # cores (torch's default of one thread per core in each worker oversubscribes them: 342 s, not 192 s, on 2 cores)
       OMP_NUM_THREADS=$(( $(nproc) / $(lanes) )) MKL_NUM_THREADS=$(( $(nproc) / $(lanes) )) \
         "$PY" -m pytest -q -p no:cacheprovider -n "$(( $(lanes) > 1 ? $(lanes) : 0 ))" tests "$@"
       smoke_reproductions
