@@ -38,6 +38,10 @@ lanes() {  # parallel workers: 2 where there are 2 cores or more, else 1
   if [ "$cores" -ge 2 ]; then echo 2; else echo 1; fi
 }
 
+lane_threads() {  # torch threads per worker or lane: its share of the cores
+  echo $(( $(nproc) / $(lanes) ))
+}
+
 smoke_lane() {  # the experiments of one lane in order; stops at the first that fails
   local experiment
   for experiment in $1; do
@@ -47,10 +51,9 @@ smoke_lane() {  # the experiments of one lane in order; stops at the first that 
 }
 
 smoke_reproductions() {  # the lanes side by side, each line prefixed with its lane; fails if any lane failed
-  local n threads i status=0 pids=()
-  n=$(lanes)
-  if [ "$n" -eq 1 ]; then smoke_lane "${SMOKE_LANES[*]}"; return; fi
-  threads=$(( $(nproc) / n ))
+  local threads i status=0 pids=()
+  if [ "$(lanes)" -eq 1 ]; then smoke_lane "${SMOKE_LANES[*]}"; return; fi
+  threads=$(lane_threads)
   for i in "${!SMOKE_LANES[@]}"; do
     (OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads smoke_lane "${SMOKE_LANES[$i]}" 2>&1 \
       | sed -u "s/^/[lane $((i + 1))] /") &
@@ -70,8 +73,9 @@ main() {
       shift
       setup
       # pytest-xdist: 2 workers where there are 2 cores or more (-n 0 runs in this process), each on its share of the
-      # cores (torch's default of one thread per core in each worker oversubscribes them: 342 s, not 192 s, on 2 cores)
-      OMP_NUM_THREADS=$(( $(nproc) / $(lanes) )) MKL_NUM_THREADS=$(( $(nproc) / $(lanes) )) \
+      # cores (torch's default of one thread per core in each worker oversubscribes them: 342 s, not 192 s, on the
+      # 2-core AVX2 AMD EPYC)
+      OMP_NUM_THREADS=$(lane_threads) MKL_NUM_THREADS=$(lane_threads) \
         "$PY" -m pytest -q -p no:cacheprovider -n "$(( $(lanes) > 1 ? $(lanes) : 0 ))" tests "$@"
       smoke_reproductions
       ;;

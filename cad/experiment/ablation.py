@@ -37,7 +37,7 @@ def wall_seconds(r) -> float | None:
 def wall_from_step(r) -> int:
     """The training step a run's wall time counts from: 0, or the step it was resumed at from a checkpoint that did not
     record the time before it (markers written before ``wall_s_from_step`` existed counted from ``resumed_from``)."""
-    marker = _markers(r)[0] or {}
+    marker = read_done(r.dirs.train, "train") if is_done(r.dirs.train, "train") else {}
     return int(marker.get("wall_s_from_step", marker.get("resumed_from", 0)))
 
 
