@@ -1,7 +1,7 @@
 """The training data order is a function of (seed, step): resuming and sharding do not change it."""
 import pytest
 
-from cad.experiment.data_order import StepBatchSampler
+from cad.experiment.data_order import StepBatchSampler, StepDataLoader
 
 
 def test_resuming_at_a_step_yields_the_remaining_batches():
@@ -32,3 +32,16 @@ def test_bad_sizes_are_explained():
         StepBatchSampler(40, 9, 5, seed=0, world_size=2)
     with pytest.raises(ValueError, match="smaller than one global batch"):
         StepBatchSampler(4, 8, 5, seed=0)
+
+
+def test_the_loader_state_is_the_order_and_a_resume_under_another_order_is_refused():
+    def loader(total_steps=20, seed=3, world_size=1):
+        sampler = StepBatchSampler(50, 8, total_steps, seed=seed, world_size=world_size)
+        return StepDataLoader(list(range(50)), batch_sampler=sampler)
+
+    state = loader().state_dict()
+    assert state == {"order": {"num_items": 50, "global_batch_size": 8, "seed": 3}}
+    # the same order on another device count, or a run extended to more steps: accepted
+    loader(total_steps=40, world_size=2).load_state_dict(state)
+    with pytest.raises(ValueError, match="seed 3 -> 4"):
+        loader(seed=4).load_state_dict(state)

@@ -4,6 +4,8 @@ run would have seen, whatever the number of devices.
 Step s of the run uses the global batch s of a sequence of seeded permutations of the dataset (one permutation per
 pass); with R ranks, rank r takes every R-th item of that global batch. Lightning's resume restores the step count but
 restarts a plain sampler from the beginning of its epoch; this sampler starts at ``start_step`` instead.
+``StepDataLoader`` tells Lightning so (it is "stateful"): its checkpointed state is the order's identity, checked on
+resume; the position is the step the checkpoint restores, not part of that state.
 The test of record is tests/test_pipeline.py: a training killed mid-way resumes to bit-identical weights.
 """
 from __future__ import annotations
@@ -45,6 +47,26 @@ class StepBatchSampler(Sampler[list[int]]):
         (start_step), so the length stays total_steps: it then ends the epoch exactly when the iterator does."""
         return self.total_steps
 
+    def order(self) -> dict:
+        """What fixes the global data order (not the rank split, not the position)."""
+        return {"num_items": self.num_items, "global_batch_size": self.global_batch_size, "seed": self.seed}
+
+
+class StepDataLoader(DataLoader):
+    """A DataLoader over a ``StepBatchSampler`` that Lightning treats as resumable (it has ``state_dict`` /
+    ``load_state_dict``), so a mid-run resume neither warns of an unreliable order nor silently changes it: the
+    checkpoint carries the order's identity, and a resume under another one is refused."""
+
+    def state_dict(self) -> dict:
+        return {"order": self.batch_sampler.order()}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved, now = state.get("order", {}), self.batch_sampler.order()
+        changed = [f"{key} {saved[key]} -> {now[key]}" for key in now if key in saved and saved[key] != now[key]]
+        if changed:
+            raise ValueError(f"this checkpoint was trained on another data order ({', '.join(changed)}); resuming "
+                             f"would not continue its batches. Resume with the data it was trained on, or delete "
+                             f"the run's checkpoints to train it afresh")
 
 
 class StepDataModule(L.LightningDataModule):
@@ -74,5 +96,5 @@ class StepDataModule(L.LightningDataModule):
                                    seed=self.seed, rank=rank, world_size=world)
         sampler.start_step = self.start_step
         workers = self.inner.num_workers
-        return DataLoader(self.inner.train_set, batch_sampler=sampler, num_workers=workers, pin_memory=self.pin_memory,
-                          persistent_workers=workers > 0)
+        return StepDataLoader(self.inner.train_set, batch_sampler=sampler, num_workers=workers,
+                              pin_memory=self.pin_memory, persistent_workers=workers > 0)
