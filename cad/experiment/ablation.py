@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from cad.data.registry import pretty_name
-from cad.experiment.runs import is_done, read_done
+from cad.experiment.runs import is_done, read_done, wall_from_step
 from cad.io import atomic_write_text
 
 # (metrics.json key, column): the class task's; a column no row has is left out (the text task has no accuracy).
@@ -34,11 +34,8 @@ def wall_seconds(r) -> float | None:
     return None if None in walls else float(sum(walls))
 
 
-def wall_from_step(r) -> int:
-    """The training step a run's wall time counts from: 0, or the step it was resumed at from a checkpoint that did not
-    record the time before it (markers written before ``wall_s_from_step`` existed counted from ``resumed_from``)."""
-    marker = read_done(r.dirs.train, "train") if is_done(r.dirs.train, "train") else {}
-    return int(marker.get("wall_s_from_step", marker.get("resumed_from", 0)))
+def _train_wall_from_step(r) -> int:
+    return wall_from_step(read_done(r.dirs.train, "train") if is_done(r.dirs.train, "train") else {})
 
 
 def wall_machines(results: list) -> str:
@@ -62,7 +59,7 @@ def ablation_rows(experiment, results: list) -> list[dict]:
         change = None if base in (None, 0) or fid is None else 100.0 * (fid - base) / base
         rows.append({"dataset": pretty_name(r.dataset), "method": r.method, "variant": r.variant,
                      "value": r.sweep_value, "fid_change": change, "wall_s": wall_seconds(r),
-                     "wall_from_step": wall_from_step(r),
+                     "wall_from_step": _train_wall_from_step(r),
                      "context": (experiment.context or {}).get(r.variant, ""),
                      **{key: r.metrics.get(key) for key, _ in METRICS}})
     return rows

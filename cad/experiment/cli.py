@@ -19,6 +19,7 @@ from cad.experiment.runs import RUN_PREFIX, VARIANT_PREFIX, is_done, read_metric
 from cad.data.errors import DatasetNotFoundError
 from cad.data.paper_classifiers import ClassifierWeightsNotFoundError
 from cad.experiment.park import park_list
+from cad.experiment.status import status_lines
 from cad.experiment.stages import ema_weights, is_global_zero, run, train, train_until
 from cad.tasks.base import NonFiniteLossError
 
@@ -50,6 +51,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--park", action="store_true",
                         help="run nothing: list the files the unfinished runs need to go on on another machine "
                              "(e.g. git add -f $(./reproduce.sh <experiment> --park)); see cad/experiment/park.py")
+    parser.add_argument("--status", action="store_true",
+                        help="run nothing: say where each planned run stands (training step, time so far and left, "
+                             "sampled, evaluated); see cad/experiment/status.py")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.total_steps=500")
     # key=value tokens are overrides wherever they stand (a greedy --datasets/--methods list would swallow them)
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
@@ -204,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     root = results_dir() / "smoke" if args.scale == "smoke" else results_dir()
     if args.park:
         _print_park_list(experiment, args.scale, configs, root)
+        return 0
+    if args.status:
+        print("\n".join(status_lines(experiment.name, configs, root / "raw")))
         return 0
     start = time.time()
     for planned in [] if args.render_only else configs:

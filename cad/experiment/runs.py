@@ -78,5 +78,12 @@ def read_done(directory: Path, stage: str) -> dict:
     return json.loads((directory / f"{stage}.done").read_text())
 
 
+def wall_from_step(train_marker: dict) -> int:
+    """The training step a train marker's ``wall_s`` counts from: 0, or the step it was resumed at from a checkpoint that
+    did not record the time before it (markers written before ``wall_s_from_step`` existed counted from
+    ``resumed_from``)."""
+    return int(train_marker.get("wall_s_from_step", train_marker.get("resumed_from", 0)))
+
+
 def read_metrics(path: Path) -> dict:
     return json.loads(Path(path).read_text())
