@@ -64,6 +64,26 @@ def test_a_variant_that_starts_from_another_keeps_the_experiments_own_file_name(
     assert report.output_name(experiment, results) == "conditioning"
 
 
+def test_variants_of_other_lengths_or_continued_weights_say_their_steps():
+    from cad.experiment import cli
+    from cad.experiment.ablation import training_steps_note
+
+    experiment = load_experiment("conditioning")
+    argv = ["conditioning", "--scale", "cpu"]
+    planned = cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], [], cli.parse_args(argv), None,
+                           ["plain", "augmented", "56px", "56px_transfer", "56px_transfer_unshifted"])
+    results = [report.RunResult("fashion_mnist", "cad", p.value, p.cfg, None, {"fid": 1.0}, p.variant)
+               for p in planned]
+    assert training_steps_note(results) == (
+        "1600: plain, augmented; 800: 56px; 400 after 1600 of plain: 56px_transfer, 56px_transfer_unshifted (a row "
+        "that continues another run's weights counts its own steps and wall time only)")
+    def of(*variants):
+        return [r for r in results if r.variant in variants]
+
+    assert training_steps_note(of("plain", "augmented")) is None  # one budget, nothing continued: no note
+    assert training_steps_note(of("plain", "56px")) == "1600: plain; 800: 56px"
+
+
 def test_the_wall_times_name_the_machines_they_were_measured_on(tmp_path):
     from cad.experiment.ablation import wall_machines
     from cad.hardware import cpu_info, machine_name

@@ -53,6 +53,25 @@ def test_overrides_apply_and_unknown_keys_name_the_valid_ones():
         resolve("smoke", "mnist", "cad", ["train.total_stepz=3"])
 
 
+def test_a_steps_factor_scales_whatever_sets_the_steps_and_keeps_other_runs_identities():
+    assert resolve("cpu", "fashion_mnist", "cad", ["train.total_steps_factor=0.25"]).train.total_steps == 400
+    halved = resolve("smoke", "mnist", "cad", ["train.total_steps=30", "train.total_steps_factor=0.5"])
+    assert halved.train.total_steps == 15
+    base = resolve("smoke", "mnist", "cad")
+    explicit = resolve("smoke", "mnist", "cad", ["train.total_steps_factor=1.0"])
+    assert config_hash(base, TRAIN_KEYS) == config_hash(explicit, TRAIN_KEYS)
+    # the same steps reached by a factor are another run: its config says how they were chosen
+    halved = resolve("smoke", "mnist", "cad", ["train.total_steps=80", "train.total_steps_factor=0.5"])
+    assert halved.train.total_steps == base.train.total_steps == 40
+    assert config_hash(base, TRAIN_KEYS) != config_hash(halved, TRAIN_KEYS)
+    with pytest.raises(ConfigError, match="leaves 1 of train.total_steps=4, not more than train.warmup_steps=1"):
+        resolve("smoke", "mnist", "cad", ["train.total_steps=4", "train.warmup_steps=1",
+                                          "train.total_steps_factor=0.25"])
+    for bad in ("0", "-1", "true", "fast"):
+        with pytest.raises(ConfigError, match="train.total_steps_factor=.* valid: a number > 0"):
+            resolve("smoke", "mnist", "cad", [f"train.total_steps_factor={bad}"])
+
+
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ConfigError, match="valid: .*cad"):
         resolve("smoke", "mnist", "bogus")

@@ -97,10 +97,11 @@ def test_the_transfer_variant_starts_from_the_plain_variants_run_trained_first(t
     monkeypatch.setenv("CAD_RESULTS", str(tmp_path))
     monkeypatch.setattr(stages, "sample", lambda *a, **k: None)  # the trainings are what is checked here
     monkeypatch.setattr(stages, "evaluate", lambda *a, **k: {})
-    argv = ["conditioning", "--scale", "smoke", "--datasets", "fashion_mnist", "--variants", "56px_transfer"] + TINY
+    tiny = TINY + ["train.total_steps=8", "train.warmup_steps=1"]  # the transfer trains a quarter: 2 steps
+    argv = ["conditioning", "--scale", "smoke", "--datasets", "fashion_mnist", "--variants", "56px_transfer"] + tiny
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    [planned] = cli._configs(load_experiment("conditioning"), "smoke", ["fashion_mnist"], ["cad"], TINY,
+    [planned] = cli._configs(load_experiment("conditioning"), "smoke", ["fashion_mnist"], ["cad"], tiny,
                              cli.parse_args(argv), None, ["56px_transfer"])
     name = planned.cfg.train.init_from.removeprefix("run:")
     source = tmp_path / "smoke" / "raw" / "conditioning" / name
@@ -108,7 +109,7 @@ def test_the_transfer_variant_starts_from_the_plain_variants_run_trained_first(t
     assert is_done(source, "train") and (source / "model_ema.pt").is_file()
     assert f"starting from the weights of run:{name}" in out
     transfer = run_dirs(planned.cfg, "conditioning", tmp_path / "smoke" / "raw").train
-    assert is_done(transfer, "train")
+    assert is_done(transfer, "train") and planned.cfg.train.total_steps == 2 and planned.source.train.total_steps == 8
     (transfer / "train.done").unlink()  # as if the transfer had not been trained: --park carries its source's weights
     assert cli.main(argv + ["--park"]) == 0
     assert str(source / "model_ema.pt") in capsys.readouterr().out.splitlines()

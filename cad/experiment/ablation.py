@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from cad.data.registry import pretty_name
-from cad.experiment.runs import is_done, read_done, wall_from_step
+from cad.experiment.runs import RUN_PREFIX, is_done, read_done, run_name, wall_from_step
 from cad.io import atomic_write_text
 
 # (metrics.json key, column): the class task's; a column no row has is left out (the text task has no accuracy).
@@ -101,9 +101,32 @@ def render_markdown(experiment, rows: list[dict], notes: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def training_steps_note(results: list) -> str | None:
+    """Each variant's training steps, where they differ between the rows or a row continues another run's weights
+    (``train.init_from``): a row is read against its own budget, and its wall time counts its own training only."""
+    by_name = {run_name(r.cfg): r for r in results}
+    budgets: dict[str, list[str]] = {}
+    for r in results:
+        steps, init = r.cfg.train.total_steps, r.cfg.train.get("init_from")
+        if init is not None:
+            source = by_name.get(str(init).removeprefix(RUN_PREFIX))
+            steps = f"{steps} after {source.cfg.train.total_steps} of {source.variant}" if source is not None \
+                else f"{steps} after those of the run it starts from"
+        variants = budgets.setdefault(str(steps), [])
+        if r.variant not in variants:
+            variants.append(r.variant)
+    continued = any(r.cfg.train.get("init_from") for r in results)
+    if len(budgets) == 1 and not continued:
+        return None
+    return "; ".join(f"{steps}: {', '.join(map(str, variants))}" for steps, variants in budgets.items()) + \
+        (" (a row that continues another run's weights counts its own steps and wall time only)" if continued else "")
+
+
 def write_ablation(experiment, results: list, notes: dict[str, str], directory: Path, stem: str) -> str:
     """Write ``<stem>.md`` and ``<stem>.csv`` under ``directory``; returns the Markdown."""
     rows = ablation_rows(experiment, results)
+    steps = training_steps_note(results)
+    notes = {**notes, **({"training steps per variant": steps} if steps else {})}
     text = render_markdown(experiment, rows, {**notes, "wall time measured on": wall_machines(results)})
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")

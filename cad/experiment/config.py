@@ -183,8 +183,25 @@ def resolve(scale: str, dataset: str, method: str, overrides: list[str] = (), *,
                           f"valid: another method (--methods {', '.join(_choices('method'))}) or a new file "
                           f"experiments/method/<name>.yaml")
     cfg = _merge_checked(cfg, list(overrides), f"overrides {list(overrides)}")
+    _apply_steps_factor(cfg)
     validate(cfg)
     return resolve_hardware(cfg, accelerator=accelerator, devices=devices)
+
+
+def _apply_steps_factor(cfg: DictConfig) -> None:
+    """``train.total_steps_factor``: the run trains that share of ``train.total_steps`` (rounded), so that one variant
+    list sets a budget relative to every scale's (resolution transfer at equal compute, experiments/paper/
+    conditioning.yaml). The resolved config records both, the factor and the steps it gave."""
+    factor = cfg.train.total_steps_factor
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 0:
+        raise ConfigError(f"train.total_steps_factor={factor!r} is not valid; valid: a number > 0")
+    if factor != 1 and isinstance(cfg.train.total_steps, int):
+        steps = round(cfg.train.total_steps * factor)
+        if steps <= cfg.train.warmup_steps:
+            raise ConfigError(f"train.total_steps_factor={factor} leaves {steps} of train.total_steps="
+                              f"{cfg.train.total_steps}, not more than train.warmup_steps={cfg.train.warmup_steps}; "
+                              f"valid: a larger factor or total, or fewer warmup steps")
+        cfg.train.total_steps = steps
 
 
 # Keys that change how fast a run goes, never what it computes: left out of a run's identity.
@@ -202,7 +219,7 @@ IMPLICIT_VALUES = {"sample.precision": "32-true", "task": "class", "backbone.mix
                    "data.caption_noise": 0.5, "backbone.text_encoder": "minilm", "sample.coherence_map": "uniform",
                    "data.resolution": None, "sample.metadata_guidance_scale": 0.0, "train.metadata_dropout": 0.0,
                    "backbone.latent_vae": None, "sample.null_label": False, "data.resolution_metadata": False,
-                   "backbone.metadata_gate": "gamma"}
+                   "backbone.metadata_gate": "gamma", "train.total_steps_factor": 1.0}
 
 
 def _parent(container: dict, path: str) -> tuple[dict, str]:
