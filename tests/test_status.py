@@ -37,12 +37,14 @@ def test_a_killed_run_then_a_finished_one(tmp_path, monkeypatch):
                                                             "trains it again")
 
 
-def test_the_command_reports_every_value_and_trains_nothing(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("experiment, first_value", [("fig5b", "  value 0: "), ("fig6a", "  value uniform: ")])
+def test_the_command_reports_every_value_and_trains_nothing(experiment, first_value, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CAD_RESULTS", str(tmp_path))
     monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("--status must not train"))
-    assert cli.main(["fig5b", "--scale", "smoke", "--status"]) == 0
+    assert cli.main([experiment, "--scale", "smoke", "--status"]) == 0
     lines = capsys.readouterr().out.splitlines()
     values = [line for line in lines if line.startswith("  value ")]
-    assert lines[0] == f"[fig5b] 1 training run, {len(values)} of {len(values)} evaluations to go" and len(values) > 1
+    assert lines[0] == f"[{experiment}] 1 training run, {len(values)} of {len(values)} evaluations to go"
+    assert len(values) > 1 and values[0].startswith(first_value)
     assert all(line.endswith("sample not yet, evaluate not yet") for line in values)
     assert not (tmp_path / "smoke" / "raw").exists()

@@ -72,7 +72,8 @@ def _value_line(run, dirs: RunDirs) -> str:
     until, total = train_until(run.cfg), run.cfg.train.total_steps
     snapshot = "" if until == total else \
         f"weights at step {until} {'here' if ema_weights(dirs, until, total).is_file() else 'not yet'}, "
-    value = "" if run.value is None else f"value {run.value:g}: "
+    value = "" if run.value is None else f"value {run.value:g}: " if isinstance(run.value, float) else \
+        f"value {run.value}: "  # a number, or a name (fig6a's coherence maps)
     return f"  {value}{snapshot}sample {_done(dirs.sample, 'sample')}, evaluate {_done(dirs.evaluate, 'evaluate')}{fid}"
 
 
