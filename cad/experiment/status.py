@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from cad.experiment.checkpoints import checkpoint_step
+from cad.experiment.checkpoints import latest_good_checkpoint
 from cad.experiment.runs import RunDirs, is_done, read_done, read_metrics, run_dirs, run_name, wall_from_step
 from cad.experiment.stages import ema_weights, train_until
 
@@ -23,15 +23,12 @@ def _minutes(seconds: float) -> str:
 
 def _newest_checkpoint(directory: Path, until: int) -> tuple[int, float | None] | None:
     """(step, wall seconds from step 0 or None) of the newest readable checkpoint at or before ``until``."""
-    for path in sorted(directory.glob("*.ckpt"), key=checkpoint_step, reverse=True):
-        if checkpoint_step(path) > until:
-            continue
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        except Exception:  # a file truncated by a killed run: the training resumes from the one before
-            continue
-        return int(saved["global_step"]), saved.get("callbacks", {}).get("_WallClock", {}).get("wall_s")
-    return None
+    found = latest_good_checkpoint(directory, max_step=until)
+    if found is None:
+        return None
+    path, step = found
+    saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return step, saved.get("callbacks", {}).get("_WallClock", {}).get("wall_s")
 
 
 def train_status(dirs: RunDirs, cfg, until: int | None = None) -> str:
@@ -79,20 +76,20 @@ def _value_line(run, dirs: RunDirs) -> str:
 
 def status_lines(experiment: str, planned: list, raw_root: Path) -> list[str]:
     """The report, a block per training run: its train line, then a sample / evaluate line per sweep value."""
-    groups: dict[Path, list] = {}
+    groups: dict[Path, list[tuple]] = {}  # training folder -> its (planned run, its folders), each looked up once
     for run in planned:
-        groups.setdefault(run_dirs(run.cfg, experiment, raw_root).train, []).append(run)
+        dirs = run_dirs(run.cfg, experiment, raw_root)
+        groups.setdefault(dirs.train, []).append((run, dirs))
     lines, left = [], 0
     for train_dir, runs in groups.items():
-        first, dirs = runs[0], run_dirs(runs[0].cfg, experiment, raw_root)
+        first, dirs = runs[0]
         label = f"{first.dataset} | {first.method}" + (f" ({first.variant})" if first.variant else "")
         lines += [f"{label} | {train_dir.name}",
-                  f"  train: {train_status(dirs, first.cfg, max(train_until(r.cfg) for r in runs))}"]
+                  f"  train: {train_status(dirs, first.cfg, max(train_until(r.cfg) for r, _ in runs))}"]
         if first.source is not None:
             lines.append(f"  starts from {run_name(first.source)} (trained first where it is not): "
                          + train_status(run_dirs(first.source, experiment, raw_root), first.source))
-        for run in runs:
-            each = run_dirs(run.cfg, experiment, raw_root)
+        for run, each in runs:
             lines.append(_value_line(run, each))
             left += not is_done(each.evaluate, "evaluate")
     header = f"[{experiment}] {len(groups)} training run{'s' * (len(groups) != 1)}, {left} of {len(planned)} " \
