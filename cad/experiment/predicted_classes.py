@@ -17,13 +17,16 @@ from benchmarks.metrics import accuracy, predicted_class_shares
 from benchmarks.samples import load_samples
 from cad.data.classifiers import load_classifier
 from cad.data.registry import get_spec
-from cad.tasks.class_task import classifier_preprocess
+from cad.tasks.class_task import classifier_preprocess_from
 
 
 @torch.no_grad()
-def classify(images_nhwc: np.ndarray, network: torch.nn.Module, batch_size: int = 250) -> np.ndarray:
+def classify(images_nhwc: np.ndarray, network: torch.nn.Module, native: int, batch_size: int = 250) -> np.ndarray:
+    """The classifier's prediction per image; images generated at another side than the dataset's ``native`` one
+    (``data.resolution``) are resized to it first, as the evaluation does."""
     x = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2)
-    return torch.cat([network(classifier_preprocess(x[i:i + batch_size])).argmax(1)
+    preprocess = classifier_preprocess_from(x.shape[-1], native)
+    return torch.cat([network(preprocess(x[i:i + batch_size])).argmax(1)
                       for i in range(0, len(x), batch_size)]).numpy()
 
 
@@ -34,12 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", default="cpu")
     parser.add_argument("samples", nargs="+", help="samples.npz files written by the sample stage")
     args = parser.parse_args(argv)
-    names = get_spec(args.dataset).class_names
+    spec = get_spec(args.dataset)
+    names = spec.class_names
     network = load_classifier(args.dataset, "eval", scale=args.scale).eval()
     print("| samples | accuracy | most predicted class | its share |\n|---|---:|---|---:|")
     for path in args.samples:
         samples = load_samples(path)
-        preds = classify(samples["images"], network)
+        preds = classify(samples["images"], network, spec.image_shape[-1])
         shares = predicted_class_shares(preds, len(names))
         top = int(shares.argmax())
         print(f"| {path} | {accuracy(preds, samples['labels']):.3f} | {names[top]} | {shares[top]:.1%} |")

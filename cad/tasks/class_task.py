@@ -58,6 +58,12 @@ def classifier_preprocess(x_uint8: torch.Tensor) -> torch.Tensor:
     return x_uint8.float() / 127.5 - 1.0
 
 
+def classifier_preprocess_from(size: int, native: int):
+    """The classifier's preprocessing for images generated at ``size`` px: resized back to the dataset's ``native``
+    side first where they differ (``data.resolution``), since the classifiers read the dataset's own resolution."""
+    return classifier_preprocess if size == native else (lambda x: classifier_preprocess(resize(x, native)))
+
+
 class ClassTask(Task):
     name = "class"
     request_note = "true labels"
@@ -165,9 +171,7 @@ class ClassTask(Task):
             return np.ascontiguousarray(resize(torch.from_numpy(test.images[:n]), size).numpy().transpose(0, 2, 3, 1))
 
         reference = ReferenceSet(cfg.dataset, "test", size, n, real_images)
-        # The classifier reads images at its own (the dataset's) resolution.
-        preprocess = classifier_preprocess if size == native else \
-            (lambda x: classifier_preprocess(resize(x, native)))
+        preprocess = classifier_preprocess_from(size, native)
         name = f"{cfg.dataset}-eval-classifier-{cfg.scale}" + (f"-from{size}px" if size != native else "")
         classifier = DomainExtractor(load_classifier(cfg.dataset, "eval", scale=cfg.scale, device=device), name,
                                      preprocess=preprocess, with_logits=True, tag="domain", device=device)
