@@ -113,3 +113,27 @@ def test_a_wall_time_that_misses_the_steps_before_a_resume_says_from_which_step_
     rows = [line for line in table.splitlines() if line.startswith("| Fashion-MNIST")]
     assert "| 12 |" in rows[0] and "| 12 (from step 800) |" in rows[1]
     assert "- wall (min) from step k: the training was resumed at step k" in table
+
+
+def test_the_fid_change_compares_rows_of_one_image_side_and_names_each_sides_reference(tmp_path):
+    """A 56 px FID is measured against 56 px real images: the 56 px rows are compared with the first 56 px variant
+    that has a run (56px_transfer while 56px has none, then 56px), never with the 28 px plain; the table says which."""
+    from cad.experiment import cli
+    from cad.experiment.ablation import reference_header, references
+
+    experiment = load_experiment("conditioning")
+    planned = cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], [], cli.parse_args(["conditioning"]), None,
+                           ["plain", "augmented", "56px", "56px_transfer", "56px_transfer_metadata"])
+    fids = {"plain": 50.0, "augmented": 60.0, "56px": 80.0, "56px_transfer": 100.0, "56px_transfer_metadata": 120.0}
+    results = [report.RunResult("fashion_mnist", "cad", p.value, p.cfg, run_dirs(p.cfg, "conditioning", tmp_path),
+                                {"fid": fids[p.variant]}, p.variant) for p in planned if p.value == 0.0]
+    without_56px = [r for r in results if r.variant != "56px"]
+    change = {r["variant"]: r["fid_change"] for r in ablation_rows(experiment, without_56px)}
+    assert change == {"plain": 0.0, "augmented": 20.0, "56px_transfer": 0.0, "56px_transfer_metadata": 20.0}
+    assert references(experiment, without_56px) == {28: "plain", 56: "56px_transfer"}
+    change = {r["variant"]: r["fid_change"] for r in ablation_rows(experiment, results)}
+    assert change["56px_transfer"] == 25.0 and change["56px_transfer_metadata"] == 50.0 and change["56px"] == 0.0
+    header, note = reference_header(references(experiment, results))
+    assert header == "FID vs reference" and note["FID vs reference"].startswith("per image side, 28 px: plain; 56 px: "
+                                                                                "56px (")
+    assert reference_header({28: "plain"}) == ("FID vs plain", {})  # one side: the header names its reference

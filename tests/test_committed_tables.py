@@ -71,7 +71,7 @@ def test_the_committed_guidance_loss_points_render_to_their_committed_files(meth
 def test_the_committed_conditioning_rows_render_to_their_committed_files(tmp_path, monkeypatch):
     """The conditioning ablation (issue 14) is committed variant by variant as sessions finish them: its table and
     figure CSV render again from the finished runs alone, `plain` (the guidance_loss ablation's plain CAD run, found
-    by its hash) among them as the reference of every FID change."""
+    by its hash) among them as the reference of every 28 px FID change."""
     monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("rendering must not train"))
     experiment = load_experiment("conditioning")
     _, shown = cli.experiment_datasets(experiment, "cpu", None)

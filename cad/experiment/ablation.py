@@ -1,5 +1,6 @@
 """An ablation's table (an experiment with ``variants``): a row per (dataset, method, variant, swept value) with its
-metrics, its FID change against the experiment's first variant at the same dataset, method and value, the wall time
+metrics, its FID change against the experiment's first variant at the same dataset, method, value and image side (an
+FID is measured against real images at the run's own side, so two sides are never compared), the wall time
 its stages took (from their done markers), and what the seed paper reports for that piece (``context`` in the
 experiment's file) beside it: context, never a target.
 
@@ -12,7 +13,7 @@ import io
 from collections import Counter
 from pathlib import Path
 
-from cad.data.registry import pretty_name
+from cad.data.registry import get_spec, pretty_name
 from cad.experiment.runs import RUN_PREFIX, is_done, read_done, run_name, wall_from_step
 from cad.io import atomic_write_text
 
@@ -45,20 +46,43 @@ def wall_machines(results: list) -> str:
     return "; ".join(f"{name} ({n} stage{'s' * (n != 1)})" for name, n in sorted(counts.items())) or "-"
 
 
-def ablation_rows(experiment, results: list) -> list[dict]:
-    """The rows in the experiment's variant order, each with ``fid_change`` (%, against the first variant's run at the
-    same dataset, method and swept value; None where that run is not finished) and ``wall_s``."""
+def image_side(r) -> int:
+    """The side, in pixels, of the images a run generates and is measured against (``data.resolution``, else the
+    dataset's own)."""
+    resolution = r.cfg.data.get("resolution")
+    return int(resolution) if resolution is not None else get_spec(r.dataset).image_shape[-1]
+
+
+def _sorted(experiment, results: list) -> list:
     order = list(experiment.variants or {})
-    results = sorted(results, key=lambda r: (r.dataset, r.method, order.index(r.variant) if r.variant in order else
-                                             len(order), r.sweep_value if r.sweep_value is not None else 0))
-    reference = {(r.dataset, r.method, r.sweep_value): r.metrics.get("fid") for r in results
-                 if order and r.variant == order[0]}
+    return sorted(results, key=lambda r: (r.dataset, r.method, order.index(r.variant) if r.variant in order else
+                                          len(order), r.sweep_value if r.sweep_value is not None else 0))
+
+
+def references(experiment, results: list) -> dict[int, str]:
+    """Per image side, the variant each row's FID change is measured against: the first variant in the experiment's
+    order that has a finished run at that side (the experiment's first variant at the dataset's own side, once it has
+    one). The table names it, so a reference that a later run will replace is never hidden."""
+    found: dict[int, str] = {}
+    for r in _sorted(experiment, results):
+        found.setdefault(image_side(r), r.variant)
+    return found
+
+
+def ablation_rows(experiment, results: list) -> list[dict]:
+    """The rows in the experiment's variant order, each with ``fid_change`` (%, against the reference variant's run
+    (``references``) at the same dataset, method, swept value and image side; None where that run is not finished)
+    and ``wall_s``."""
+    results = _sorted(experiment, results)
+    per_side = references(experiment, results)
+    reference = {(r.dataset, r.method, r.sweep_value, image_side(r)): r.metrics.get("fid") for r in results
+                 if r.variant == per_side[image_side(r)]}
     rows = []
     for r in results:
-        base, fid = reference.get((r.dataset, r.method, r.sweep_value)), r.metrics.get("fid")
+        base, fid = reference.get((r.dataset, r.method, r.sweep_value, image_side(r))), r.metrics.get("fid")
         change = None if base in (None, 0) or fid is None else 100.0 * (fid - base) / base
         rows.append({"dataset": pretty_name(r.dataset), "method": r.method, "variant": r.variant,
-                     "value": r.sweep_value, "fid_change": change, "wall_s": wall_seconds(r),
+                     "value": r.sweep_value, "side": image_side(r), "fid_change": change, "wall_s": wall_seconds(r),
                      "wall_from_step": _train_wall_from_step(r),
                      "context": (experiment.context or {}).get(r.variant, ""),
                      **{key: r.metrics.get(key) for key, _ in METRICS}})
@@ -77,11 +101,23 @@ def _wall_cell(r: dict) -> str:
     return f"{r['wall_s'] / 60:.0f}" + (f" (from step {r['wall_from_step']})" if r["wall_from_step"] else "")
 
 
-def render_markdown(experiment, rows: list[dict], notes: dict[str, str]) -> str:
+def reference_header(per_side: dict[int, str]) -> tuple[str, dict[str, str]]:
+    """The FID change column's header, and the note that names each side's reference where there are several."""
+    if len(per_side) == 1:
+        return f"FID vs {next(iter(per_side.values()))}", {}
+    named = "; ".join(f"{side} px: {variant}" for side, variant in sorted(per_side.items()))
+    return "FID vs reference", {"FID vs reference": f"per image side, {named} (the first variant in the ablation's "
+                                "order with a run at that side: an FID is measured against real images at the run's "
+                                "own side, so rows of two sides are never compared)"}
+
+
+def render_markdown(experiment, rows: list[dict], notes: dict[str, str], per_side: dict[int, str]) -> str:
     metrics = [(k, label) for k, label in METRICS if any(isinstance(r[k], (int, float)) for r in rows)]
     key = experiment.sweep_key.split(".")[-1] if experiment.sweep_key else "value"
+    change_header, change_note = reference_header(per_side)
+    notes = {**change_note, **notes}
     head = ["dataset", "method", "variant", key] + [label for _, label in metrics] + [
-        f"FID vs {next(iter(experiment.variants))}", "wall (min)", "seed paper (context, not a target)"]
+        change_header, "wall (min)", "seed paper (context, not a target)"]
     lines = [f"## {experiment.name}: the ablation, a row per run", "", "| " + " | ".join(head) + " |",
              "|" + "|".join("---" if i < 4 or i == len(head) - 1 else "---:" for i in range(len(head))) + "|"]
     seen = set()
@@ -127,7 +163,8 @@ def write_ablation(experiment, results: list, notes: dict[str, str], directory: 
     rows = ablation_rows(experiment, results)
     steps = training_steps_note(results)
     notes = {**notes, **({"training steps per variant": steps} if steps else {})}
-    text = render_markdown(experiment, rows, {**notes, "wall time measured on": wall_machines(results)})
+    text = render_markdown(experiment, rows, {**notes, "wall time measured on": wall_machines(results)},
+                           references(experiment, results))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
