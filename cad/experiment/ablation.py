@@ -13,9 +13,10 @@ import io
 from collections import Counter
 from pathlib import Path
 
-from cad.data.registry import get_spec, pretty_name
+from cad.data.registry import pretty_name
 from cad.experiment.runs import RUN_PREFIX, is_done, read_done, run_name, wall_from_step
 from cad.io import atomic_write_text
+from cad.tasks.registry import get_task
 
 # (metrics.json key, column): the class task's; a column no row has is left out (the text task has no accuracy).
 METRICS = (("fid", "FID"), ("accuracy", "Acc"), ("precision", "P"), ("recall", "R"), ("density", "D"),
@@ -47,10 +48,9 @@ def wall_machines(results: list) -> str:
 
 
 def image_side(r) -> int:
-    """The side, in pixels, of the images a run generates and is measured against (``data.resolution``, else the
-    dataset's own)."""
-    resolution = r.cfg.data.get("resolution")
-    return int(resolution) if resolution is not None else get_spec(r.dataset).image_shape[-1]
+    """The width, in pixels, of the images a run generates and is measured against (its task's image shape: the class
+    task's ``data.resolution`` where set, else the dataset's own)."""
+    return int(get_task(r.cfg.task).image_shape(r.cfg)[-1])
 
 
 def _sorted(experiment, results: list) -> list:
