@@ -63,9 +63,13 @@ def references(experiment, results: list) -> dict[int, str]:
     """Per image side, the variant each row's FID change is measured against: the first variant in the experiment's
     order that has a finished run at that side (the experiment's first variant at the dataset's own side, once it has
     one). The table names it, so a reference that a later run will replace is never hidden."""
+    return _first_per_side((image_side(r), r.variant) for r in _sorted(experiment, results))
+
+
+def _first_per_side(sides_and_variants) -> dict[int, str]:
     found: dict[int, str] = {}
-    for r in _sorted(experiment, results):
-        found.setdefault(image_side(r), r.variant)
+    for side, variant in sides_and_variants:
+        found.setdefault(side, variant)
     return found
 
 
@@ -74,15 +78,16 @@ def ablation_rows(experiment, results: list) -> list[dict]:
     (``references``) at the same dataset, method, swept value and image side; None where that run is not finished)
     and ``wall_s``."""
     results = _sorted(experiment, results)
-    per_side = references(experiment, results)
-    reference = {(r.dataset, r.method, r.sweep_value, image_side(r)): r.metrics.get("fid") for r in results
-                 if r.variant == per_side[image_side(r)]}
+    sides = [image_side(r) for r in results]  # each run's task is asked once
+    per_side = _first_per_side((side, r.variant) for side, r in zip(sides, results))
+    reference = {(r.dataset, r.method, r.sweep_value, side): r.metrics.get("fid") for side, r in zip(sides, results)
+                 if r.variant == per_side[side]}
     rows = []
-    for r in results:
-        base, fid = reference.get((r.dataset, r.method, r.sweep_value, image_side(r))), r.metrics.get("fid")
+    for side, r in zip(sides, results):
+        base, fid = reference.get((r.dataset, r.method, r.sweep_value, side)), r.metrics.get("fid")
         change = None if base in (None, 0) or fid is None else 100.0 * (fid - base) / base
         rows.append({"dataset": pretty_name(r.dataset), "method": r.method, "variant": r.variant,
-                     "value": r.sweep_value, "side": image_side(r), "fid_change": change, "wall_s": wall_seconds(r),
+                     "value": r.sweep_value, "side": side, "fid_change": change, "wall_s": wall_seconds(r),
                      "wall_from_step": _train_wall_from_step(r),
                      "context": (experiment.context or {}).get(r.variant, ""),
                      **{key: r.metrics.get(key) for key, _ in METRICS}})
@@ -111,7 +116,10 @@ def reference_header(per_side: dict[int, str]) -> tuple[str, dict[str, str]]:
                                 "own side, so rows of two sides are never compared)"}
 
 
-def render_markdown(experiment, rows: list[dict], notes: dict[str, str], per_side: dict[int, str]) -> str:
+def render_markdown(experiment, rows: list[dict], notes: dict[str, str]) -> str:
+    """The table from ``ablation_rows``' rows; each side's reference is the first row's variant at that side (the
+    rows come in the experiment's order, as ``references`` reads it)."""
+    per_side = _first_per_side((r["side"], r["variant"]) for r in rows)
     metrics = [(k, label) for k, label in METRICS if any(isinstance(r[k], (int, float)) for r in rows)]
     key = experiment.sweep_key.split(".")[-1] if experiment.sweep_key else "value"
     change_header, change_note = reference_header(per_side)
@@ -163,8 +171,7 @@ def write_ablation(experiment, results: list, notes: dict[str, str], directory: 
     rows = ablation_rows(experiment, results)
     steps = training_steps_note(results)
     notes = {**notes, **({"training steps per variant": steps} if steps else {})}
-    text = render_markdown(experiment, rows, {**notes, "wall time measured on": wall_machines(results)},
-                           references(experiment, results))
+    text = render_markdown(experiment, rows, {**notes, "wall time measured on": wall_machines(results)})
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
