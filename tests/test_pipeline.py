@@ -53,6 +53,45 @@ def test_a_resumed_trainings_wall_time_counts_the_steps_before_the_kill(tmp_path
     assert marker["resumed_from"] == 2 and marker["wall_s_from_step"] == 2
 
 
+def test_a_training_resumed_on_another_machine_names_both_with_their_seconds(tmp_path, monkeypatch):
+    from cad import hardware
+    cfg = resolve("smoke", "mnist", "conditional", TINY)
+    dirs = run_dirs(cfg, "m", tmp_path)
+    monkeypatch.setattr(hardware, "machine_name", lambda: "machine A")
+    train_killed_at(cfg, dirs, 3, monkeypatch)
+    checkpoint = dirs.train / "checkpoints" / "step=2.ckpt"
+    clock = torch.load(checkpoint, weights_only=False)["callbacks"]["_WallClock"]
+    assert list(clock["machines"]) == ["machine A"] and clock["machines"]["machine A"] == pytest.approx(clock["wall_s"])
+    monkeypatch.setattr(hardware, "machine_name", lambda: "machine B")
+    train(cfg, dirs)
+    marker = read_done(dirs.train, "train")
+    assert marker["machine"] == "machine A + machine B"
+    assert list(marker["machines"]) == ["machine A", "machine B"]
+    assert sum(marker["machines"].values()) == pytest.approx(marker["wall_s"], abs=0.2)
+
+    # A checkpoint that kept its seconds but not its machine (written before machines were recorded): "not recorded".
+    for done in (dirs.train / "train.done", dirs.train / "model_ema.pt"):
+        done.unlink()
+    for later in (dirs.train / "checkpoints").glob("*.ckpt"):
+        if later != checkpoint:
+            later.unlink()
+    saved = torch.load(checkpoint, weights_only=False)
+    del saved["callbacks"]["_WallClock"]["machines"]
+    torch.save(saved, checkpoint)
+    train(cfg, dirs)
+    marker = read_done(dirs.train, "train")
+    assert marker["machine"] == "not recorded + machine B"
+    assert marker["machines"]["not recorded"] == pytest.approx(clock["wall_s"], abs=0.1)
+
+
+def test_a_training_on_one_machine_keeps_the_plain_marker(tmp_path):
+    cfg = resolve("smoke", "mnist", "conditional", TINY)
+    dirs = run_dirs(cfg, "one", tmp_path)
+    train(cfg, dirs)
+    marker = read_done(dirs.train, "train")
+    assert "machines" not in marker and " + " not in marker["machine"]
+
+
 def test_a_nan_loss_names_the_step_and_the_last_checkpoint(tmp_path, monkeypatch):
     cfg = resolve("smoke", "mnist", "conditional", TINY)
     dirs = run_dirs(cfg, "nan", tmp_path)

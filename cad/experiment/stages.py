@@ -48,19 +48,33 @@ class _TrackLastCheckpoint(Callback):
 class _WallClock(Callback):
     """The training's wall time, carried across resumes in the checkpoints (Lightning saves a callback's state), so the
     done marker's ``wall_s`` covers every step kept, not only the last session's. ``before`` stays None after a resume
-    from a checkpoint written before this was recorded: the marker then counts from that step (``wall_s_from_step``)."""
+    from a checkpoint written before this was recorded: the marker then counts from that step (``wall_s_from_step``).
+    The seconds are also kept per machine (``machines``), so a training resumed on another machine is not filed under
+    the last one alone; time from a checkpoint that recorded its seconds but not its machine is "not recorded"."""
 
     def __init__(self, resumed: bool):  # made just before the trainer: the segment is the whole fit, as it was
         self.before, self.start = None if resumed else 0.0, time.time()
+        self.before_machines: dict[str, float] = {}
 
     def segment(self) -> float:
         return time.time() - self.start
 
+    def machines(self, segment: float) -> dict[str, float]:
+        """Seconds per machine, in the order the machines trained: the earlier segments', then this one's."""
+        machines, here = dict(self.before_machines), hardware.machine_name()
+        machines[here] = machines.get(here, 0.0) + segment
+        return machines
+
     def state_dict(self) -> dict:
-        return {"wall_s": None if self.before is None else self.before + self.segment()}
+        if self.before is None:
+            return {"wall_s": None}
+        segment = self.segment()
+        return {"wall_s": self.before + segment, "machines": self.machines(segment)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.before = state_dict.get("wall_s")
+        unnamed = {"not recorded": self.before} if self.before else {}
+        self.before_machines = dict(state_dict.get("machines") or unnamed)
 
 
 class _SampleGrid(Callback):
@@ -158,10 +172,15 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
         if getattr(data, "noise_stats", None) is not None:  # what the table notes say of the noise: from this file
             atomic_write_json(dirs.train / "noise.json", noise_summary(data.noise_stats))
         loss = trainer.callback_metrics.get("train/loss")
-        summary = {"steps": trainer.global_step, "wall_s": round((clock.before or 0.0) + clock.segment(), 1),
+        segment = clock.segment()
+        summary = {"steps": trainer.global_step, "wall_s": round((clock.before or 0.0) + segment, 1),
                    "wall_s_from_step": start_step if clock.before is None else 0, "resumed_from": start_step,
                    "final_loss": None if loss is None else float(loss),
                    "parameters": sum(p.numel() for p in module.model.parameters())}
+        machines = clock.machines(segment)
+        if len(machines) > 1:  # trained on several machines: name them all (the marker's default is this one)
+            summary["machine"] = " + ".join(machines)
+            summary["machines"] = {name: round(seconds, 1) for name, seconds in machines.items()}
         mark_done(dirs.train, "train" if until == total else f"snapshot-{until}", summary)
         print(f"[train] {cfg.dataset}/{cfg.method.name}: {trainer.global_step} steps in {time.time() - start:.0f} s")
 
