@@ -26,6 +26,7 @@ from cad.data.text_data import (FILTERED_BINS, CaptionedTrainingSet, filtered_in
 from cad.io import cached_array
 from cad.paths import cache_dir
 from cad.training.loop_checkpoint import LoopCheckpoint, partial_path
+from cad.training.progress import on_terminal
 
 RECIPES = {"cpu": CanvasRecipe(steps=3000, batch_size=128, eval_size=1000),
            "smoke": CanvasRecipe(steps=100, batch_size=64, eval_size=200)}
@@ -52,7 +53,8 @@ def load_contrastive(role: str, source: str, scale: str, canvases: CaptionedCanv
 
     def fit(model: ContrastiveModel) -> float:  # snapshots every 200 steps (~4 min on one core at the cpu scale)
         return train_contrastive(model, canvases, bank, recipe, train_indices=np.arange(split),
-                                 eval_indices=np.arange(split, len(canvases)), seed=settings["seed"], progress=True,
+                                 eval_indices=np.arange(split, len(canvases)), seed=settings["seed"],
+                                 progress=on_terminal(),
                                  checkpoint=LoopCheckpoint(partial_path(path), meta, every=200))
     model, _ = load_or_train(path, meta, build, fit)
     return model.eval()
@@ -113,7 +115,7 @@ def build_text_datamodule(source: str, *, scale: str, batch_size: int, filtered:
     identity = json.dumps([source, scale, asdict(spec), len(train), asdict(RECIPES[scale])], sort_keys=True)
     key = hashlib.sha256(identity.encode()).hexdigest()[:12]
     similarity = cached_array(cache_dir() / "contrastive" / f"{source}-similarity-{key}.npy",
-                                   lambda: pair_similarity(scorer, train, bank, progress=True))
+                                   lambda: pair_similarity(scorer, train, bank, progress=on_terminal()))
     coherence = training_coherence(similarity)
     indices = filtered_indices(coherence, dropped=dropped_bins) if filtered else np.arange(len(train))
     if subset is not None:

@@ -46,6 +46,7 @@ from cad.tasks.methods import Method
 from cad.tasks.registry import Task, register_task
 from cad.training.loop_checkpoint import LoopCheckpoint, partial_path
 from cad.training.pretrain import pretrain_unconditional
+from cad.training.progress import on_terminal
 
 COHERENCE_MAPS = ("uniform", "canny", "confidence", "square", "blit")
 GRID_CANVASES = 6  # the requested maps fig6a's grid shows
@@ -73,7 +74,7 @@ def base_weights(cfg: DictConfig) -> Path:
 
     def fit(model) -> float:  # its "test accuracy" entry holds the final training loss
         return pretrain_unconditional(model, images, len(canvases), steps=meta["steps"], batch_size=64, lr=1e-3,
-                                      seed=0, schedule=meta["schedule"], progress=True,
+                                      seed=0, schedule=meta["schedule"], progress=on_terminal(),
                                       checkpoint=LoopCheckpoint(partial_path(path), meta, every=SNAPSHOT_EVERY))
 
     load_or_train(path, meta, build, fit)
