@@ -5,6 +5,7 @@ import warnings
 import pytest
 import torch
 
+from cad import hardware
 from cad.experiment import cli, stages
 from cad.experiment.config import experiment_choices, load_experiment, resolve
 from cad.experiment.runs import is_done, read_done, run_dirs
@@ -54,7 +55,6 @@ def test_a_resumed_trainings_wall_time_counts_the_steps_before_the_kill(tmp_path
 
 
 def test_a_training_resumed_on_another_machine_names_both_with_their_seconds(tmp_path, monkeypatch):
-    from cad import hardware
     cfg = resolve("smoke", "mnist", "conditional", TINY)
     dirs = run_dirs(cfg, "m", tmp_path)
     monkeypatch.setattr(hardware, "machine_name", lambda: "machine A")
