@@ -1,9 +1,8 @@
 """An ablation's table (an experiment with ``variants``): a row per (dataset, method, variant, swept value) with its
 metrics, its FID change against the first variant in the experiment's order with a run at the same dataset, method,
 value and image side (an FID is measured against real images at the run's own side, so two sides are never compared),
-the wall time
-its stages took (from their done markers), and what the seed paper reports for that piece (``context`` in the
-experiment's file) beside it: context, never a target.
+the wall time its stages took (from their done markers), and what the seed paper reports for that piece (``context``
+in the experiment's file) beside it: context, never a target.
 
     results/tables/<stem>.md, <stem>.csv      (the figure of the same runs: results/figures/<stem>.{png,csv})
 """
