@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from cad import hardware
 from cad.data.classifier_training import load_or_train
 from cad.data.canvases import CanvasRecipe
 from cad.data.contrastive import ContrastiveModel, train_contrastive
@@ -111,3 +112,50 @@ def test_the_cache_removes_the_snapshot_once_the_weights_are_written(tmp_path):
     assert partial_path(weights) == tmp_path / "model.partial.pt"
     load_or_train(weights, {"k": 1}, lambda: nn.Linear(2, 2), lambda model: 0.5)
     assert weights.is_file() and not partial_path(weights).exists()
+
+
+def _cache_a_resumed_pretraining(tmp_path, edit_snapshot):
+    """Kill a loop at step 8 (snapshot after step 6), ``edit_snapshot`` the snapshot, then cache the model through
+    ``load_or_train`` with a fresh LoopCheckpoint (as a new process would): the cache entry's metadata."""
+    weights = tmp_path / "base.pt"
+    with pytest.raises(Killed):
+        _pretrain(LoopCheckpoint(partial_path(weights), {"steps": 10}, every=3), kill_at=8)
+    snap = torch.load(partial_path(weights), weights_only=False)
+    edit_snapshot(snap)
+    torch.save(snap, partial_path(weights))
+    snapshots = LoopCheckpoint(partial_path(weights), {"steps": 10}, every=3)
+
+    def fit(model):
+        return pretrain_unconditional(model, lambda i: DATA[torch.as_tensor(i)], len(DATA), steps=10, batch_size=4,
+                                      lr=1e-2, seed=3, schedule={"name": "cosine", "shift": 1.0}, checkpoint=snapshots)
+
+    _, meta = load_or_train(weights, {"steps": 10}, TinyDenoiser, fit, snapshots)
+    return meta
+
+
+def test_a_resumed_loop_caches_the_time_of_every_segment_per_machine(tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "machine_name", lambda: "machine B")
+
+    def earlier_segment_on_machine_a(snap):
+        snap["clock"] = {"wall_s": 1000.0, "machines": {"machine A": 1000.0}}
+
+    meta = _cache_a_resumed_pretraining(tmp_path, earlier_segment_on_machine_a)
+    assert list(meta["train_machines"]) == ["machine A", "machine B"]
+    assert meta["train_machines"]["machine A"] == 1000.0 and 0 <= meta["train_machines"]["machine B"] < 60
+    assert meta["train_seconds"] == pytest.approx(1000.0 + meta["train_machines"]["machine B"], abs=0.2)
+    assert "train_seconds_from_step" not in meta
+
+
+def test_a_snapshot_without_its_time_counts_from_its_step(tmp_path):
+    meta = _cache_a_resumed_pretraining(tmp_path, lambda snap: snap.pop("clock"))
+    assert meta["train_seconds_from_step"] == 6
+    assert list(meta["train_machines"]) == [hardware.machine_name()]
+    assert meta["train_seconds"] == meta["train_machines"][hardware.machine_name()]
+
+
+def test_a_loop_snapshot_records_its_time_so_far(tmp_path):
+    snapshots = LoopCheckpoint(tmp_path / "base.partial.pt", {"steps": 10}, every=3)
+    with pytest.raises(Killed):
+        _pretrain(snapshots, kill_at=8)
+    clock = torch.load(snapshots.path, weights_only=False)["clock"]
+    assert clock["wall_s"] > 0 and list(clock["machines"]) == [hardware.machine_name()]

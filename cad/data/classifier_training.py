@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from cad.data.formats import ImageArrays
 from cad.data.labelled import to_unit_range
 from cad.io import atomic_path, atomic_write_json, sha256_file
-from cad.training.loop_checkpoint import partial_path
+from cad.training.loop_checkpoint import LoopCheckpoint, partial_path
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,12 @@ def _load_entry(weights_path: Path, meta_path: Path, expected: dict, model: nn.M
 
 
 def load_or_train(weights_path: Path, expected_meta: dict, build: Callable[[], nn.Module],
-                  fit: Callable[[nn.Module], float]) -> tuple[nn.Module, dict]:
+                  fit: Callable[[nn.Module], float], snapshots: LoopCheckpoint | None = None
+                  ) -> tuple[nn.Module, dict]:
     """The cached model at ``weights_path`` if whole and matching ``expected_meta``; else ``fit`` a fresh
     ``build()`` (``fit`` trains it and returns its test accuracy) and cache it. A ``fit`` that keeps snapshots does
-    so at ``partial_path(weights_path)`` (cad.training.loop_checkpoint), removed here once the weights are cached."""
+    so at ``partial_path(weights_path)`` (cad.training.loop_checkpoint), removed here once the weights are cached;
+    given those ``snapshots``, the entry's ``train_seconds`` covers the segments before a resume too."""
     meta_path = weights_path.with_suffix(".json")
     model = build()
     if weights_path.exists() or meta_path.exists():
@@ -128,8 +130,8 @@ def load_or_train(weights_path: Path, expected_meta: dict, build: Callable[[], n
     model.eval()
     with atomic_path(weights_path) as tmp:
         torch.save(model.state_dict(), tmp)
-    meta = {**expected_meta, "test_accuracy": accuracy, "train_seconds": round(time.time() - start, 1),
-            "sha256": sha256_file(weights_path)}
+    timing = snapshots.timing() if snapshots else {"train_seconds": round(time.time() - start, 1)}
+    meta = {**expected_meta, "test_accuracy": accuracy, **timing, "sha256": sha256_file(weights_path)}
     atomic_write_json(meta_path, meta)
     partial_path(weights_path).unlink(missing_ok=True)
     log.info("cached %s (test accuracy %.4f)", weights_path, accuracy)

@@ -50,13 +50,13 @@ def load_contrastive(role: str, source: str, scale: str, canvases: CaptionedCanv
         return ContrastiveModel(bank.dim, width=settings["width"])
 
     path = cache_dir() / "contrastive" / f"{source}-{role}-{scale}.pt"
+    snapshots = LoopCheckpoint(partial_path(path), meta, every=200)  # ~4 min of steps on one core at the cpu scale
 
-    def fit(model: ContrastiveModel) -> float:  # snapshots every 200 steps (~4 min on one core at the cpu scale)
+    def fit(model: ContrastiveModel) -> float:
         return train_contrastive(model, canvases, bank, recipe, train_indices=np.arange(split),
                                  eval_indices=np.arange(split, len(canvases)), seed=settings["seed"],
-                                 progress=on_terminal(),
-                                 checkpoint=LoopCheckpoint(partial_path(path), meta, every=200))
-    model, _ = load_or_train(path, meta, build, fit)
+                                 progress=on_terminal(), checkpoint=snapshots)
+    model, _ = load_or_train(path, meta, build, fit, snapshots)
     return model.eval()
 
 

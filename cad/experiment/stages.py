@@ -22,6 +22,7 @@ from cad.io import atomic_path, atomic_write_json
 from cad.tasks.base import DiffusionModule
 from cad.tasks.generate import generate, generate_distributed, to_uint8
 from cad.tasks.registry import get_task
+from cad.training.wall_clock import WallClock, machine_fields
 
 
 def noise_summary(stats: dict) -> dict:
@@ -45,36 +46,17 @@ class _TrackLastCheckpoint(Callback):
         pl_module.last_checkpoint = self.checkpoint.last_model_path or self.checkpoint.best_model_path or None
 
 
-class _WallClock(Callback):
-    """The training's wall time, carried across resumes in the checkpoints (Lightning saves a callback's state), so the
-    done marker's ``wall_s`` covers every step kept, not only the last session's. ``before`` stays None after a resume
-    from a checkpoint written before this was recorded: the marker then counts from that step (``wall_s_from_step``).
-    The seconds are also kept per machine (``machines``), so a training resumed on another machine is not filed under
-    the last one alone; time from a checkpoint that recorded its seconds but not its machine is "not recorded"."""
-
-    def __init__(self, resumed: bool):  # made just before the trainer: the segment is the whole fit, as it was
-        self.before, self.start = None if resumed else 0.0, time.time()
-        self.before_machines: dict[str, float] = {}
-
-    def segment(self) -> float:
-        return time.time() - self.start
-
-    def machines(self, segment: float) -> dict[str, float]:
-        """Seconds per machine, in the order the machines trained: the earlier segments', then this one's."""
-        machines, here = dict(self.before_machines), hardware.machine_name()
-        machines[here] = machines.get(here, 0.0) + segment
-        return machines
+class _WallClock(WallClock, Callback):
+    """The training's wall time (cad.training.wall_clock), carried across resumes in the checkpoints: Lightning saves a
+    callback's state, so the done marker's ``wall_s`` covers every step kept, not only the last session's. After a
+    resume from a checkpoint written before this was recorded, the marker counts from that step (``wall_s_from_step``).
+    Made just before the trainer: the segment is the whole fit, as it was."""
 
     def state_dict(self) -> dict:
-        if self.before is None:
-            return {"wall_s": None}
-        segment = self.segment()
-        return {"wall_s": self.before + segment, "machines": self.machines(segment)}
+        return self.state()
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.before = state_dict.get("wall_s")
-        unnamed = {"not recorded": self.before} if self.before else {}
-        self.before_machines = dict(state_dict.get("machines") or unnamed)
+        self.restore(state_dict)
 
 
 class _SampleGrid(Callback):
@@ -145,7 +127,9 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
     resume, start_step = latest_good_checkpoint(dirs.train / "checkpoints", max_step=until) or (None, 0)
     datamodule = StepDataModule(data, global_batch_size=cfg.data.batch_size, pin_memory=device.type == "cuda",
                                 total_steps=total, seed=cfg.train.seed, start_step=start_step)
-    clock = _WallClock(resumed=resume is not None)
+    clock = _WallClock()
+    if resume:
+        clock.restore(None)  # until the checkpoint's own state is loaded: earlier time unknown
     trainer = L.Trainer(
         max_steps=until, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
         strategy="ddp" if devices * num_nodes > 1 else "auto", precision=cfg.train.precision,
@@ -177,10 +161,7 @@ def train(cfg: DictConfig, dirs: RunDirs, *, accelerator: str, devices: int, num
                    "wall_s_from_step": start_step if clock.before is None else 0, "resumed_from": start_step,
                    "final_loss": None if loss is None else float(loss),
                    "parameters": sum(p.numel() for p in module.model.parameters())}
-        machines = clock.machines(segment)
-        if len(machines) > 1:  # trained on several machines: name them all (the marker's default is this one)
-            summary["machine"] = " + ".join(machines)
-            summary["machines"] = {name: round(seconds, 1) for name, seconds in machines.items()}
+        summary.update(machine_fields(clock.machines(segment)))  # several machines: all named (else the marker's)
         mark_done(dirs.train, "train" if until == total else f"snapshot-{until}", summary)
         print(f"[train] {cfg.dataset}/{cfg.method.name}: {trainer.global_step} steps in {time.time() - start:.0f} s")
 

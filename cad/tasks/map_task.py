@@ -72,12 +72,13 @@ def base_weights(cfg: DictConfig) -> Path:
         torch.manual_seed(0)
         return build_base(cfg.backbone.preset, shape)
 
+    snapshots = LoopCheckpoint(partial_path(path), meta, every=SNAPSHOT_EVERY)
+
     def fit(model) -> float:  # its "test accuracy" entry holds the final training loss
         return pretrain_unconditional(model, images, len(canvases), steps=meta["steps"], batch_size=64, lr=1e-3,
-                                      seed=0, schedule=meta["schedule"], progress=on_terminal(),
-                                      checkpoint=LoopCheckpoint(partial_path(path), meta, every=SNAPSHOT_EVERY))
+                                      seed=0, schedule=meta["schedule"], progress=on_terminal(), checkpoint=snapshots)
 
-    load_or_train(path, meta, build, fit)
+    load_or_train(path, meta, build, fit, snapshots)
     return path
 
 

@@ -7,7 +7,8 @@ A snapshot holds the model, the optimiser, the step, the loop's random generator
 ``<weights>.partial.pt`` beside the cache file the loop is training for, every ``every`` steps.
 ``load_or_train`` (cad.data.classifier_training) removes it once the finished weights are cached. A snapshot made
 with other settings (``meta``) is ignored and the loop starts over. Resumed, the loop ends on the uninterrupted
-loop's weights bit for bit (tests/test_loop_checkpoint.py).
+loop's weights bit for bit (tests/test_loop_checkpoint.py). Snapshots carry the loop's wall time per machine
+(``clock``, cad.training.wall_clock), so the cache entry's ``train_seconds`` covers every segment of a resumed loop.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from cad.io import atomic_path
+from cad.training.wall_clock import WallClock
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class LoopCheckpoint:
         if every < 1:
             raise ValueError(f"every must be >= 1 step, got {every}")
         self.path, self.meta, self.every = path, meta, every
+        self.clock, self.resumed_from = WallClock(), 0  # made just before the loop: its segment is the loop's
 
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, numpy: np.random.Generator,
                torch_gen: torch.Generator | None = None, logged: list | None = None) -> int:
@@ -59,8 +62,20 @@ class LoopCheckpoint:
         torch.set_rng_state(snap["torch_global"])
         if logged is not None:
             logged[:] = snap["logged"]
-        print(f"[resume] {self.path.name}: from step {snap['step']}")
-        return int(snap["step"])
+        self.clock.restore(snap.get("clock"))  # a snapshot without one: time before it not recorded
+        self.resumed_from = int(snap["step"])
+        print(f"[resume] {self.path.name}: from step {self.resumed_from}")
+        return self.resumed_from
+
+    def timing(self) -> dict:
+        """A cache entry's time fields: ``train_seconds`` (every segment; from ``train_seconds_from_step`` where an
+        older snapshot did not record its time) and ``train_machines`` (seconds per machine)."""
+        total = self.clock.total()
+        fields = {"train_seconds": round(self.clock.segment() if total is None else total, 1),
+                  "train_machines": {name: round(s, 1) for name, s in self.clock.machines().items()}}
+        if total is None:
+            fields["train_seconds_from_step"] = self.resumed_from
+        return fields
 
     def maybe_save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, *,
                    numpy: np.random.Generator, torch_gen: torch.Generator | None = None,
@@ -70,6 +85,6 @@ class LoopCheckpoint:
             return
         snap = {"meta": self.meta, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "numpy": numpy.bit_generator.state, "torch": None if torch_gen is None else torch_gen.get_state(),
-                "torch_global": torch.get_rng_state(), "logged": list(logged or [])}
+                "torch_global": torch.get_rng_state(), "logged": list(logged or []), "clock": self.clock.state()}
         with atomic_path(self.path) as tmp:
             torch.save(snap, tmp)
