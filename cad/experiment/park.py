@@ -6,7 +6,8 @@ loses its unfinished runs' progress unless those files travel too. ``--park`` li
 that let a later ``./reproduce.sh <experiment>`` go on where this one stopped:
 
 - a run whose samples are drawn but not evaluated: ``samples.npz``;
-- a trained run with sweep values left to sample: its EMA weights (``model_ema.pt`` or the step's snapshot);
+- a trained run with sweep values left to sample: its EMA weights (``model_ema.pt`` or the step's snapshot), and the
+  batches a killed sample stage drew (``batches/``, cad.tasks.drawn_batches);
 - a run still training: its newest readable checkpoint (weights, optimiser, EMA and step; the data order and the
   randomness are functions of (seed, step), so it goes on as if never stopped);
 - while any run is unfinished, the cache files of the scale that its task cannot remake the same elsewhere
@@ -41,14 +42,16 @@ PARKED_CACHES = {
 
 def run_files(dirs: RunDirs, weights: Path, until: int) -> list[Path]:
     """The files one planned run (``dirs``) needs to go on: nothing once evaluated; its samples when they are drawn;
-    else its EMA weights ``weights`` when trained, else the newest readable checkpoint at or before step ``until``."""
+    else its EMA weights ``weights`` (and the batches drawn so far) when trained, else the newest readable checkpoint
+    at or before step ``until``."""
     if is_done(dirs.evaluate, "evaluate"):
         return []
     samples = dirs.sample / "samples.npz"
     if is_done(dirs.sample, "sample") and samples.is_file():
         return [samples]
     if weights.is_file():
-        return [weights]
+        drawn = dirs.sample / "batches"
+        return [weights] + (sorted(drawn.iterdir()) if drawn.is_dir() else [])
     newest = latest_good_checkpoint(dirs.train / "checkpoints", max_step=until)
     return [newest[0]] if newest else []
 

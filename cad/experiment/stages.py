@@ -18,8 +18,9 @@ from cad.experiment.checkpoints import latest_good_checkpoint
 from cad.experiment.config import save_config
 from cad.experiment.data_order import StepDataModule
 from cad.experiment.runs import RunDirs, init_weights_path, is_done, mark_done, read_metrics
-from cad.io import atomic_path, atomic_write_json
+from cad.io import atomic_path, atomic_write_json, sha256_file
 from cad.tasks.base import DiffusionModule
+from cad.tasks.drawn_batches import DrawnBatches
 from cad.tasks.generate import generate, generate_distributed, to_uint8
 from cad.tasks.registry import get_task
 from cad.training.wall_clock import WallClock, machine_fields
@@ -180,11 +181,17 @@ def load_sampling_model(cfg: DictConfig, dirs: RunDirs, device: torch.device | s
     return module.to(device).eval()
 
 
+def drawn_batches(cfg: DictConfig, dirs: RunDirs) -> DrawnBatches:
+    """Where the sample stage keeps its batches until its samples file is written, tagged with its weights' hash."""
+    return DrawnBatches(dirs.sample / "batches", tag=sha256_file(ema_weights(dirs, train_until(cfg),
+                                                                              cfg.train.total_steps)))
+
+
 def _generate(module: DiffusionModule, cfg: DictConfig, requests: list, seeds: list[int], *, progress=True,
-              model=None, distributed: bool = False) -> torch.Tensor:
+              model=None, distributed: bool = False, store: DrawnBatches | None = None) -> torch.Tensor:
     s, task = cfg.sample, get_task(cfg.task)
     draw = generate_distributed if distributed else generate
-    return draw(model if model is not None else module.sampling_model, requests, seeds,
+    return draw(model if model is not None else module.sampling_model, requests, seeds, store=store,
                 condition=task.condition_fn(cfg), pair=task.pair_fn(cfg),
                 image_shape=module.sample_shape(task.image_shape(cfg)), to_images=module.to_images,
                 sampler=s.sampler, steps=s.steps, schedule=OmegaConf.to_container(s.schedule),
@@ -203,8 +210,13 @@ def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator
     module = load_sampling_model(cfg, dirs, run_device(accelerator))
     requests = task.eval_requests(cfg)
     seeds = [cfg.sample.seed * 1_000_000 + i for i in range(cfg.sample.num_samples)]
+    store = drawn_batches(cfg, dirs)
+    kept = store.begin()  # batches drawn by an earlier, killed call: not in this call's wall time
+    if kept:
+        print(f"[sample] going on from {kept} batches drawn before: {store.folder}")
     start = time.time()
-    images = _generate(module, cfg, requests, seeds, progress=progress, model=module.model, distributed=True)
+    images = _generate(module, cfg, requests, seeds, progress=progress, model=module.model, distributed=True,
+                       store=store)
     if not is_global_zero():
         return
     uint8 = to_uint8(images)
@@ -213,7 +225,9 @@ def sample(cfg: DictConfig, dirs: RunDirs, *, progress: bool = True, accelerator
     atomic_write_json(dirs.sample / "seeds.json",
                       {"rule": task.seed_rule_at(cfg.scale), "seeds": seeds, "labels": requests})
     task.save_grid(dirs.sample / "grid.png", uint8, requests, cfg)
-    mark_done(dirs.sample, "sample", {"num_samples": len(seeds), "wall_s": round(time.time() - start, 1)})
+    mark_done(dirs.sample, "sample", {"num_samples": len(seeds), "wall_s": round(time.time() - start, 1),
+                                      **({"batches_drawn_before": kept} if kept else {})})
+    store.clear()
     print(f"[sample] {cfg.dataset}/{cfg.method.name}: {len(seeds)} samples in {time.time() - start:.0f} s")
 
 

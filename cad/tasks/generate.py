@@ -20,6 +20,7 @@ from cad.diffusion.schedules import get_schedule
 from cad.guidance import conditional, guided, metadata_null, multi_guided
 from cad.sampling import get_sampler
 from cad.sampling.rng import SeededGenerator
+from cad.tasks.drawn_batches import DrawnBatches
 
 ConditionFn = Callable[[list, torch.device], Condition]
 PairFn = Callable[[Condition], tuple[Condition, Condition]]
@@ -59,10 +60,11 @@ def generate(model: nn.Module, requests: Sequence, seeds: Sequence[int], *, cond
              pair: PairFn | None, image_shape: tuple[int, int, int], sampler: str, steps: int, schedule: dict,
              guidance_scale: float, eta: float, clip_x0: bool, batch_size: int, progress: bool = True,
              device: str | torch.device = "cpu", precision: str = "32-true", metadata_scale: float = 0.0,
-             to_images: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+             to_images: Callable[[Tensor], Tensor] | None = None, store: DrawnBatches | None = None) -> Tensor:
     """Images in [-1, 1], (N, C, H, W), one per (request, seed) pair; the network in ``precision`` on ``device``.
     ``image_shape`` is the shape the sampler draws in; ``to_images`` (a module's ``to_images``; None: the identity)
-    maps each batch of sampler outputs to images on ``device``, e.g. a latent-space task's VAE decoder."""
+    maps each batch of sampler outputs to images on ``device``, e.g. a latent-space task's VAE decoder. With a
+    ``store`` (cad.tasks.drawn_batches) each batch is kept once drawn and a batch it holds is not drawn again."""
     if len(requests) != len(seeds):
         raise ValueError(f"generate: {len(requests)} requests but {len(seeds)} seeds")
     model.eval()
@@ -73,8 +75,12 @@ def generate(model: nn.Module, requests: Sequence, seeds: Sequence[int], *, cond
     out = []
     starts = range(0, len(seeds), batch_size)
     for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress or len(starts) == 1):
-        batch_seeds = list(seeds[start:start + batch_size])
-        cond = condition(list(requests[start:start + batch_size]), device)
+        batch_seeds, batch_requests = list(seeds[start:start + batch_size]), list(requests[start:start + batch_size])
+        kept = store.load(batch_seeds, batch_requests) if store is not None else None
+        if kept is not None:
+            out.append(kept)
+            continue
+        cond = condition(batch_requests, device)
         generator = SeededGenerator(batch_seeds, device=device)
         x_T = generator.randn(*image_shape)
         denoise = make_denoiser(model, cond, guidance_scale, pair, precision, metadata_scale)
@@ -83,6 +89,8 @@ def generate(model: nn.Module, requests: Sequence, seeds: Sequence[int], *, cond
         if to_images is not None:
             x0 = to_images(x0)
         out.append(x0.float().cpu())
+        if store is not None:
+            store.save(batch_seeds, batch_requests, out[-1])
     return torch.cat(out)
 
 
