@@ -32,6 +32,12 @@ def test_a_killed_run_then_a_finished_one(tmp_path, monkeypatch):
     train(cfg, dirs)
     train_line = status_lines("x", planned, tmp_path)[2]
     assert train_line.startswith("  train: done, 6 steps, ") and "from step 4" in train_line
+    # a sample stage killed after one of its batches
+    (dirs.sample / "batches").mkdir(parents=True)
+    for name in ("batch-a.pt", "tag.txt"):
+        (dirs.sample / "batches" / name).write_bytes(b"")
+    batches = -(-cfg.sample.num_samples // cfg.sample.batch_size)
+    assert status_lines("x", planned, tmp_path)[3] == f"  sample 1 of {batches} batches drawn, evaluate not yet"
     (dirs.train / "model_ema.pt").unlink()
     assert status_lines("x", planned, tmp_path)[2].endswith("its weights are not here: a stage that needs them "
                                                             "trains it again")

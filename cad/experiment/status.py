@@ -71,7 +71,16 @@ def _value_line(run, dirs: RunDirs) -> str:
         f"weights at step {until} {'here' if ema_weights(dirs, until, total).is_file() else 'not yet'}, "
     value = "" if run.value is None else f"value {run.value:g}: " if isinstance(run.value, float) else \
         f"value {run.value}: "  # a number, or a name (fig6a's coherence maps)
-    return f"  {value}{snapshot}sample {_done(dirs.sample, 'sample')}, evaluate {_done(dirs.evaluate, 'evaluate')}{fid}"
+    return f"  {value}{snapshot}sample {_sample_state(run.cfg, dirs)}, evaluate {_done(dirs.evaluate, 'evaluate')}{fid}"
+
+
+def _sample_state(cfg, dirs: RunDirs) -> str:
+    """Done, not yet, or how many of its batches a killed sample stage drew (cad.tasks.drawn_batches; in one process:
+    another world size draws other batches)."""
+    drawn = len(list((dirs.sample / "batches").glob("batch-*.pt")))
+    if is_done(dirs.sample, "sample") or not drawn:
+        return _done(dirs.sample, "sample")
+    return f"{drawn} of {-(-cfg.sample.num_samples // cfg.sample.batch_size)} batches drawn"
 
 
 def status_lines(experiment: str, planned: list, raw_root: Path) -> list[str]:

@@ -4,9 +4,10 @@ mid-way (a session's end, a pre-empted job) goes on from the batches it has inst
 
 A batch is filed under a hash of its seeds and requests and of ``tag`` (the sampling stage passes its weights' hash):
 a batch of other weights, or of another split of the samples into batches (another world size, another batch size),
-is never taken for this one, and ``begin`` drops the batches of other weights. Since the batches are the uninterrupted run's, a resumed stage writes the same samples
-bit for bit (tests/test_drawn_batches.py). Each file is written atomically. The batches are kept as drawn (float32):
-four times the samples file's size while the stage runs (about 8 GB for 10,000 samples at 256 px).
+is never taken for this one, and ``begin`` drops the batches of other weights. Since the batches are the uninterrupted
+run's, a resumed stage writes the same samples bit for bit (tests/test_drawn_batches.py). Each file is written
+atomically. The batches are kept as drawn (float32): four times the samples file's size while the stage runs (about
+8 GB for 10,000 samples at 256 px).
 """
 from __future__ import annotations
 
