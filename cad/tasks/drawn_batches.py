@@ -44,7 +44,6 @@ class DrawnBatches:
             return None
 
     def save(self, seeds: Sequence[int], requests: Sequence, images: Tensor) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path(seeds, requests)) as tmp:
             torch.save(images.detach().cpu(), tmp)
 
