@@ -159,3 +159,14 @@ def test_a_loop_snapshot_records_its_time_so_far(tmp_path):
         _pretrain(snapshots, kill_at=8)
     clock = torch.load(snapshots.path, weights_only=False)["clock"]
     assert clock["wall_s"] > 0 and list(clock["machines"]) == [hardware.machine_name()]
+
+
+def test_cached_weights_without_their_metadata_are_trained_again(tmp_path):
+    """Why --park carries a finished cache file's .json with its weights (cad.experiment.park.PARKED_CACHES)."""
+    weights, fits = tmp_path / "model.pt", []
+    load_or_train(weights, {"k": 1}, lambda: nn.Linear(2, 2), lambda model: fits.append(1) or 0.5)
+    load_or_train(weights, {"k": 1}, lambda: nn.Linear(2, 2), lambda model: fits.append(1) or 0.5)
+    assert len(fits) == 1  # cached: the second call loads it
+    weights.with_suffix(".json").unlink()
+    load_or_train(weights, {"k": 1}, lambda: nn.Linear(2, 2), lambda model: fits.append(1) or 0.5)
+    assert len(fits) == 2

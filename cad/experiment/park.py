@@ -35,8 +35,10 @@ PARKED_CACHES = {
     "class": ("noisy_labels/*/*-{scale}/logits.npy", "noisy_labels/*/*-{scale}/*/*/labels.npz",
               "noisy_labels/*/*-{scale}/*/*/stats.json",  # the labels, and the logits they are drawn from
               "classifiers/*-eval-*-{scale}.pt", "classifiers/*-eval-*-{scale}.json"),  # what accuracy is measured by
-    "text": ("contrastive/*-{scale}.pt", "contrastive/*-{scale}.partial.pt"),  # finished, or the loop's snapshot
-    "map": ("map_base/*-{scale}.pt", "map_base/*-{scale}.partial.pt"),
+    # finished (the weights and the metadata the cache checks them against: weights alone are retrained), or the loop's
+    # snapshot
+    "text": ("contrastive/*-{scale}.pt", "contrastive/*-{scale}.json", "contrastive/*-{scale}.partial.pt"),
+    "map": ("map_base/*-{scale}.pt", "map_base/*-{scale}.json", "map_base/*-{scale}.partial.pt"),
 }
 
 
