@@ -70,9 +70,10 @@ class LoopCheckpoint:
     def timing(self) -> dict:
         """A cache entry's time fields: ``train_seconds`` (every segment; from ``train_seconds_from_step`` where an
         older snapshot did not record its time) and ``train_machines`` (seconds per machine)."""
-        total = self.clock.total()
-        fields = {"train_seconds": round(self.clock.segment() if total is None else total, 1),
-                  "train_machines": {name: round(s, 1) for name, s in self.clock.machines().items()}}
+        segment = self.clock.segment()  # read once: the total and the per-machine seconds agree
+        total = self.clock.total(segment)
+        fields = {"train_seconds": round(segment if total is None else total, 1),
+                  "train_machines": {name: round(s, 1) for name, s in self.clock.machines(segment).items()}}
         if total is None:
             fields["train_seconds_from_step"] = self.resumed_from
         return fields

@@ -55,8 +55,8 @@ class WallClock:
 
 
 def machine_fields(machines: dict[str, float]) -> dict:
-    """A marker's or cache entry's machine fields for a training spread over several machines (none for one: the
-    marker names its machine already)."""
+    """A done marker's machine fields for a training spread over several machines (none for one: the marker names
+    its machine already)."""
     if len(machines) < 2:
         return {}
     return {"machine": " + ".join(machines), "machines": {name: round(s, 1) for name, s in machines.items()}}
