@@ -78,3 +78,15 @@ def test_render_only_runs_nothing(tmp_path, monkeypatch, capsys):
     assert cli.main(["curve5d", "--scale", "smoke", "--render-only"]) == 0
     assert "no finished run to show yet" in capsys.readouterr().out
     assert not any(tmp_path.rglob("*"))
+
+
+def test_values_names_a_named_sweeps_subset():
+    """fig6a sweeps coherence-map kinds by name: ``--values canny blit`` runs those two, one per core or session."""
+    args = cli.parse_args(["fig6a", "--values", "canny", "blit"])
+    assert args.values == ["canny", "blit"]
+    experiment = load_experiment("fig6a")
+    configs = cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], [], args, values=args.values)
+    assert [r.cfg.sample.coherence_map for r in configs] == ["canny", "blit"]
+    with pytest.raises(ConfigError, match=r"--values sobel: fig6a sweeps sample.coherence_map over \['uniform'"):
+        cli._configs(experiment, "cpu", ["fashion_mnist"], ["cad"], [], args, values=["sobel"])
+    assert cli.parse_args(["curve5d", "--values", "2000"]).values == [2000.0]

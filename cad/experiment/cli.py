@@ -30,6 +30,14 @@ from cad.paths import results_dir
 SCALES = ("smoke", "cpu", "paper")
 
 
+def _sweep_value(text: str) -> float | str:
+    """A number where the text is one (a learning curve's steps), else the name itself (fig6a's ``canny``)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="./reproduce.sh", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,8 +45,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scale", default="cpu", help="smoke (CI), cpu (offline reproduction, default) or paper")
     parser.add_argument("--datasets", nargs="+", help="subset of the scale's datasets (default: all of them)")
     parser.add_argument("--methods", nargs="+", help="subset of the experiment's methods (default: all of them)")
-    parser.add_argument("--values", nargs="+", type=float,
-                        help="subset of a sweep's values (default: all of them), e.g. a learning curve's first points")
+    parser.add_argument("--values", nargs="+", type=_sweep_value,
+                        help="subset of a sweep's values (default: all of them), e.g. a learning curve's first points "
+                             "or fig6a's coherence-map kinds")
     parser.add_argument("--variants", nargs="+",
                         help="subset of an ablation's variants (default: all of them), e.g. one per core or session")
     parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"),
@@ -79,7 +88,7 @@ class Planned(NamedTuple):
 
 
 def _configs(experiment, scale: str, datasets: list[str], methods: list[str], overrides: list[str],
-             args: argparse.Namespace, values: list[float] | None = None,
+             args: argparse.Namespace, values: list[float | str] | None = None,
              chosen: list[str] | None = None) -> list[Planned]:
     """Every run (of ``values`` and of the ``chosen`` variants only, when given); a user override of the swept key is
     refused. The experiment's own overrides for the scale (a learning curve's length) come first, then its variant's
@@ -88,7 +97,9 @@ def _configs(experiment, scale: str, datasets: list[str], methods: list[str], ov
     if values:
         unknown = [v for v in values if v not in sweep]
         if unknown or not experiment.sweep_key:
-            raise ConfigError(f"--values {unknown[0] if unknown else values[0]:g}: {experiment.name} sweeps "
+            shown = unknown[0] if unknown else values[0]
+            shown = f"{shown:g}" if isinstance(shown, float) else shown
+            raise ConfigError(f"--values {shown}: {experiment.name} sweeps "
                               + (f"{experiment.sweep_key} over {sweep}" if experiment.sweep_key else "nothing")
                               + "; valid: a subset of those values" + ("" if experiment.sweep_key else " (none)"))
         sweep = [v for v in sweep if v in values]
