@@ -85,7 +85,7 @@ def test_variants_of_other_lengths_or_continued_weights_say_their_steps():
 
 
 def test_the_wall_times_name_the_machines_they_were_measured_on(tmp_path):
-    from cad.experiment.ablation import wall_machines
+    from cad.experiment.wall_times import wall_machines
     from cad.hardware import cpu_info, machine_name
 
     experiment = load_experiment("guidance_loss")

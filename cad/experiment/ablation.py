@@ -10,41 +10,17 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
 from pathlib import Path
 
 from cad.data.registry import pretty_name
-from cad.experiment.runs import RUN_PREFIX, is_done, read_done, run_name, wall_from_step
+from cad.experiment.runs import RUN_PREFIX, run_name
+from cad.experiment.wall_times import train_wall_from_step, wall_machines, wall_seconds
 from cad.io import atomic_write_text
 from cad.tasks.registry import get_task
 
 # (metrics.json key, column): the class task's; a column no row has is left out (the text task has no accuracy).
 METRICS = (("fid", "FID"), ("accuracy", "Acc"), ("precision", "P"), ("recall", "R"), ("density", "D"),
            ("coverage", "C"), ("clip_score", "CLIPScore"))
-
-
-def _markers(r) -> list[dict | None]:
-    """A run's three done markers (None where a stage is not done)."""
-    stages = ((r.dirs.train, "train"), (r.dirs.sample, "sample"), (r.dirs.evaluate, "evaluate"))
-    return [read_done(directory, stage) if is_done(directory, stage) else None for directory, stage in stages]
-
-
-def wall_seconds(r) -> float | None:
-    """Training + sampling + evaluation wall time of a run, from its done markers (None where one is missing: a
-    training finished by another experiment under the same hash is counted all the same)."""
-    walls = [None if marker is None else marker.get("wall_s") for marker in _markers(r)]
-    return None if None in walls else float(sum(walls))
-
-
-def _train_wall_from_step(r) -> int:
-    return wall_from_step(read_done(r.dirs.train, "train") if is_done(r.dirs.train, "train") else {})
-
-
-def wall_machines(results: list) -> str:
-    """What the wall times were measured on: each machine its done markers name, with its count of stages (markers
-    written before they named it: "not recorded")."""
-    counts = Counter(marker.get("machine", "not recorded") for r in results for marker in _markers(r) if marker)
-    return "; ".join(f"{name} ({n} stage{'s' * (n != 1)})" for name, n in sorted(counts.items())) or "-"
 
 
 def image_side(r) -> int:
@@ -88,7 +64,7 @@ def ablation_rows(experiment, results: list) -> list[dict]:
         change = None if base in (None, 0) or fid is None else 100.0 * (fid - base) / base
         rows.append({"dataset": pretty_name(r.dataset), "method": r.method, "variant": r.variant,
                      "value": r.sweep_value, "side": side, "fid_change": change, "wall_s": wall_seconds(r),
-                     "wall_from_step": _train_wall_from_step(r),
+                     "wall_from_step": train_wall_from_step(r),
                      "context": (experiment.context or {}).get(r.variant, ""),
                      **{key: r.metrics.get(key) for key, _ in METRICS}})
     return rows

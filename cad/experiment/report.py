@@ -17,6 +17,7 @@ from cad.diffusion.guidance_loss import GuidanceLoss
 from cad.experiment.ablation import write_ablation
 from cad.experiment.config import EXECUTION_KEYS, Experiment, scale_value
 from cad.experiment.runs import VARIANT_PREFIX, RunDirs
+from cad.experiment.wall_times import WALL_NOTE, wall_machines, wall_note
 from cad.io import atomic_path, atomic_write_text
 from cad.tasks.registry import get_task
 
@@ -78,15 +79,19 @@ def _run_notes(r: RunResult, request_note: str, per_row: str | None = None) -> d
     return notes
 
 
-def table_notes(results: list[RunResult], request_note: str = "", per_row: str | None = None) -> dict[str, str]:
+def table_notes(results: list[RunResult], request_note: str = "", per_row: str | None = None,
+                walls: bool = True) -> dict[str, str]:
     """Notes per block: a line shared by every dataset's runs is written once, else once per dataset, each from that
-    dataset's own runs (its classifier, its noise, its protocol)."""
+    dataset's own runs (its classifier, its noise, its protocol, with ``walls`` each run's stage minutes; an
+    ablation's table has them as a column instead)."""
     datasets = list(dict.fromkeys(r.dataset for r in results))
     per_dataset = {d: _run_notes(next(r for r in results if r.dataset == d), request_note, per_row) for d in datasets}
     for d in datasets:
         noise = _noise_note([r.dirs.train for r in results if r.dataset == d])
         if noise is not None:
             per_dataset[d]["noise"] = noise
+        if walls:
+            per_dataset[d][WALL_NOTE] = wall_note([r for r in results if r.dataset == d])
     notes: dict[str, str] = {}
     order = ["scale", "precision", "noise"]
     keys = dict.fromkeys(order + [k for d in datasets for k in per_dataset[d]])
@@ -96,7 +101,7 @@ def table_notes(results: list[RunResult], request_note: str = "", per_row: str |
             notes[key] = next(iter(values.values()))
         else:
             notes.update({f"{key} ({pretty_name(d)})": v for d, v in values.items()})
-    return notes
+    return {**notes, "wall time measured on": wall_machines(results)} if walls else notes
 
 
 def sweep_csv(results: list[RunResult], key: str) -> str:
@@ -286,7 +291,8 @@ def write(experiment: Experiment, scale: str, results: list[RunResult], root: Pa
     for path in get_task(experiment.task).write_sweep_figures(experiment, results, figures, stem):
         text += f"\nwrote {path}"
     if experiment.variants:  # an ablation: its table as well, with wall times and the seed paper's effect beside it
-        notes = table_notes(results, get_task(experiment.task).request_note_at(scale), experiment.sweep_key)
+        notes = table_notes(results, get_task(experiment.task).request_note_at(scale), experiment.sweep_key,
+                            walls=False)
         table = write_ablation(experiment, results, notes, root / "tables", stem)
         text = table + f"\nwrote {root / 'tables' / stem}.md and .csv"
     return text + f"\nwrote {figures / stem}.csv and .png"
