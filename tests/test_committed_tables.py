@@ -84,15 +84,19 @@ def test_the_committed_conditioning_rows_render_to_their_committed_files(tmp_pat
         assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
 
 
-def test_the_committed_semantic_map_table_renders_to_its_committed_files(tmp_path, monkeypatch):
-    """Figure 6(b) (issue 12): Baseline and CAD ControlNets, fp32 as the map task pins it at the cpu scale."""
+@pytest.mark.parametrize("name, methods, outputs", [
+    ("fig6b", ["baseline", "cad"], ["tables/fig6b.md", "tables/fig6b.csv", "tables/fig6b.tex"]),
+    ("fig6a", ["cad"] * 5, ["figures/fig6a.csv"])])  # one run per coherence map; its grid is drawn from the samples
+def test_the_committed_semantic_map_results_render_to_their_committed_files(name, methods, outputs, tmp_path,
+                                                                           monkeypatch):
+    """Figure 6(b) and 6(a) (issue 12): the ControlNets, fp32 as the map task pins it at the cpu scale."""
     monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("rendering must not train"))
-    experiment = load_experiment("fig6b")
+    experiment = load_experiment(name)
     _, shown = cli.experiment_datasets(experiment, "cpu", None)
     configs = cli._configs(experiment, "cpu", shown, experiment.methods, [],
                            argparse.Namespace(accelerator="cpu", devices=1))
     results = cli.finished_results(experiment, configs, results_dir())
-    assert sorted(r.method for r in results) == ["baseline", "cad"]
+    assert sorted(r.method for r in results) == methods
     report.write(experiment, "cpu", results, tmp_path)
-    for output in ("tables/fig6b.md", "tables/fig6b.csv", "tables/fig6b.tex"):
+    for output in outputs:
         assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
