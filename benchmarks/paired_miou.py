@@ -67,7 +67,7 @@ def _run_counts(cfg, samples_path) -> tuple[np.ndarray, np.ndarray, list[int]]:
 
 def main(argv: list[str] | None = None) -> int:
     from cad.experiment import cli
-    from cad.experiment.config import load_experiment
+    from cad.experiment.config import ConfigError, load_experiment
     from cad.paths import results_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,12 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     experiment = load_experiment(args.experiment)
     _, shown = cli.experiment_datasets(experiment, "cpu", None)
-    configs = cli._configs(experiment, "cpu", shown, args.methods, [], argparse.Namespace(accelerator="cpu", devices=1))
+    try:
+        configs = cli._configs(experiment, "cpu", shown, args.methods, [],
+                               argparse.Namespace(accelerator="cpu", devices=1))
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
     found = {r.method: r for r in cli.finished_results(experiment, configs, results_dir())}
     runs = []
     for method in args.methods:
-        planned = next((p for p in configs if p.method == method), None)
-        if planned is None or method not in found:
+        if method not in found:
             raise SystemExit(f"error: no finished {args.experiment} run of '{method}' at the cpu scale; "
                              f"run ./reproduce.sh {args.experiment} --methods {method} first")
         runs.append(_run_counts(found[method].cfg, found[method].dirs.sample / "samples.npz"))

@@ -38,3 +38,12 @@ def test_the_interval_separates_better_predictions_and_not_a_run_from_itself():
     assert same["diff"] == 0 and same["low"] == same["high"] == 0
     with pytest.raises(ValueError, match="same samples"):
         paired_bootstrap(worse, (better[0][:10], better[1][:10]))
+
+
+def test_a_method_without_a_finished_run_is_named(tmp_path, monkeypatch):
+    from benchmarks import paired_miou
+    from cad.experiment import cli
+
+    monkeypatch.setattr(cli, "finished_results", lambda *a, **k: [])
+    with pytest.raises(SystemExit, match="no finished fig6b run of 'baseline'.*--methods baseline first"):
+        paired_miou.main(["fig6b"])

@@ -1,5 +1,6 @@
 """The wall time a finished run's stages took, read back from their done markers: an ablation's ``wall (min)`` column
-and every table's ``wall (min)`` note (training + sampling + evaluation per run), with the machines they ran on.
+and every other table's ``WALL_NOTE`` (training + sampling + evaluation minutes per run), with the machines they ran
+on.
 
 A stage that went on from an earlier session's work says so: a training resumed from a checkpoint that recorded no
 time counts from its step (``from step k``), a sampling that found batches drawn before counts the rest only
