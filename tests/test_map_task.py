@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from cad.conditioning.coherence_maps import canny_edges
-from cad.data.map_data import one_hot_map, predicted_maps
+from cad.data.map_data import map_noise_stats, one_hot_map, predicted_maps
 from cad.data.segmenters import Segmenter
 from cad.experiment.config import ConfigError, resolve
 from cad.tasks import map_task
@@ -72,6 +72,28 @@ def test_predicted_maps_are_the_segmenter_argmax_and_max_softmax():
     assert np.array_equal(classes, probs.argmax(1).numpy())
     np.testing.assert_allclose(confidence.astype(np.float32), probs.amax(1).numpy(), rtol=2e-3)
     assert torch.equal(one_hot_map(torch.from_numpy(classes), 4).argmax(1), torch.from_numpy(classes).long())
+
+
+class _Canvases(list):
+    num_classes = 3  # class 3 is the background
+
+
+def test_the_map_noise_is_measured_over_the_set_and_on_the_object_pixels():
+    """Maps right on the canvases a segmenter trained on (the first ones) and wrong later must not read as clean; a
+    wrong object class must not hide behind the always-right background."""
+    truth = np.full((100, 4, 4), 3, dtype=np.int64)
+    truth[:, :2, :2] = 1  # one 2x2 object of class 1 per canvas: 4 object pixels in 16
+    predicted = truth.copy()
+    predicted[50:, 0, 0] = 2  # the second half gets one of its 4 object pixels wrong
+    canvases = _Canvases({"class_map": m} for m in truth)
+    stats = map_noise_stats(canvases, predicted.astype(np.uint8), count=10)
+    assert stats["relabel_accuracy"] == pytest.approx(1 - 0.25 * 5 / 10)  # 5 of the 10 canvases measured are late
+    assert stats["detail"].startswith(f"all pixels {1 - 5 / 160:.3f}; on 10 canvases")
+    confidence = np.where(predicted == truth, 0.875, 0.25).astype(np.float16)
+    flagged = map_noise_stats(canvases, predicted, confidence, count=10)["detail"]
+    assert flagged.endswith("mean coherence on right / wrong object pixels 0.875 / 0.250")
+    predicted[:50, 0, 0] = 2  # every canvas wrong on one object pixel
+    assert map_noise_stats(canvases, predicted, count=100)["relabel_accuracy"] == pytest.approx(0.75)
 
 
 @pytest.fixture

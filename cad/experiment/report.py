@@ -46,7 +46,8 @@ def _noise_note(train_dirs: list[Path]) -> str | None:
             info = json.loads(path.read_text())
             temperature = info.get("temperature")
             return (f"{info['protocol']}" + (f", temperature {temperature:.3g}" if temperature is not None else "")
-                    + f", {info.get('accuracy_label', 'relabelling accuracy')} {info['relabel_accuracy']:.3f}")
+                    + f", {info.get('accuracy_label', 'relabelling accuracy')} {info['relabel_accuracy']:.3f}"
+                    + (f" ({info['detail']})" if info.get("detail") else ""))
     return None
 
 

@@ -32,8 +32,9 @@ def noise_summary(stats: dict) -> dict:
     ``noise.json``, so a table renders from files and never rebuilds the labels."""
     summary = {"protocol": stats.get("protocol"), "temperature": stats.get("temperature"),
                "relabel_accuracy": stats.get("relabel_accuracy")}
-    if "accuracy_label" in stats:  # what the accuracy measures where it is not a relabelling (the text task's)
-        summary["accuracy_label"] = stats["accuracy_label"]
+    for key in ("accuracy_label", "detail"):  # what the accuracy measures where it is not a relabelling (the text and
+        if key in stats:                     # map tasks'), and what else the table should say of the noise
+            summary[key] = stats[key]
     return summary
 
 
