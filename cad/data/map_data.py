@@ -39,12 +39,19 @@ def map_canvases(train: ImageArrays, source: str, scale: str, spec: CanvasSpec =
     return CaptionedCanvases(train, VOCABULARIES[source], spec, length=CANVASES[scale])
 
 
+def segmenter_train_size(role: str, count: int) -> int:
+    """How many of ``count`` canvases (the first ones) the segmenter of ``role`` trains on: its ``train_size``, at most
+    the first 90% (the last 10% judge it)."""
+    split = int(0.9 * count)
+    return min(ROLES[role]["train_size"] or split, split)
+
+
 def load_segmenter(role: str, source: str, scale: str, canvases: CaptionedCanvases) -> Segmenter:
     """The cached segmenter of ``role``: ``confidence`` trained on its few canvases (``train_size``), ``eval`` on the
     first 90% of ``canvases``; both judged by mIoU on the last 10%."""
     settings, recipe = ROLES[role], RECIPES[scale]
     split = int(0.9 * len(canvases))
-    train = np.arange(min(settings["train_size"] or split, split))
+    train = np.arange(segmenter_train_size(role, len(canvases)))
     meta = json.loads(json.dumps({"role": role, **settings, "recipe": asdict(recipe), "source": source,
                                   "canvas": asdict(canvases.spec), "canvases": len(canvases)}))
 
@@ -111,7 +118,7 @@ def map_noise_stats(canvases: CaptionedCanvases, classes: np.ndarray, confidence
             "accuracy_label": "object-pixel accuracy against the true maps",
             "relabel_accuracy": float(right[objects].mean()) if objects.any() else 1.0,
             "detail": f"all pixels {right.mean():.3f}; on {len(indices)} canvases spread over the training set, "
-                      f"the segmenter trained on the first {min(ROLES['confidence']['train_size'], len(canvases))}"
+                      f"the segmenter trained on the first {segmenter_train_size('confidence', len(canvases))}"
                       + _flagged(confidence, indices, right, objects)}
 
 
