@@ -39,10 +39,15 @@ def map_canvases(train: ImageArrays, source: str, scale: str, spec: CanvasSpec =
     return CaptionedCanvases(train, VOCABULARIES[source], spec, length=CANVASES[scale])
 
 
+def _judged_from(count: int) -> int:
+    """The first of the canvases that judge a segmenter: the last 10% of ``count``."""
+    return int(0.9 * count)
+
+
 def segmenter_train_size(role: str, count: int) -> int:
     """How many of ``count`` canvases (the first ones) the segmenter of ``role`` trains on: its ``train_size``, at most
     the first 90% (the last 10% judge it)."""
-    split = int(0.9 * count)
+    split = _judged_from(count)
     return min(ROLES[role]["train_size"] or split, split)
 
 
@@ -50,7 +55,7 @@ def load_segmenter(role: str, source: str, scale: str, canvases: CaptionedCanvas
     """The cached segmenter of ``role``: ``confidence`` trained on its few canvases (``train_size``), ``eval`` on the
     first 90% of ``canvases``; both judged by mIoU on the last 10%."""
     settings, recipe = ROLES[role], RECIPES[scale]
-    split = int(0.9 * len(canvases))
+    split = _judged_from(len(canvases))
     train = np.arange(segmenter_train_size(role, len(canvases)))
     meta = json.loads(json.dumps({"role": role, **settings, "recipe": asdict(recipe), "source": source,
                                   "canvas": asdict(canvases.spec), "canvases": len(canvases)}))
