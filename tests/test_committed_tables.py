@@ -84,12 +84,18 @@ def test_the_committed_conditioning_rows_render_to_their_committed_files(tmp_pat
         assert (tmp_path / output).read_bytes() == (results_dir() / output).read_bytes(), output
 
 
+TEXT_METHODS = sorted(["cfg", "cfg_weighted", "cfg_filtered", "cad"] * 5)
+
+
 @pytest.mark.parametrize("name, methods, outputs", [
     ("fig6b", ["baseline", "cad"], ["tables/fig6b.md", "tables/fig6b.csv", "tables/fig6b.tex"]),
-    ("fig6a", ["cad"] * 5, ["figures/fig6a.csv"])])  # one run per coherence map; its grid is drawn from the samples
-def test_the_committed_semantic_map_results_render_to_their_committed_files(name, methods, outputs, tmp_path,
+    ("fig6a", ["cad"] * 5, ["figures/fig6a.csv"]),  # one run per coherence map; its grid is drawn from the samples
+    ("fig3a", TEXT_METHODS, ["tables/fig3a.md", "tables/fig3a.csv", "tables/fig3a.tex", "tables/fig3a-sweep.csv"]),
+    ("fig3c", TEXT_METHODS, ["figures/fig3c.csv"])])
+def test_the_committed_map_and_text_results_render_to_their_committed_files(name, methods, outputs, tmp_path,
                                                                            monkeypatch):
-    """Figure 6(b) and 6(a) (issue 12): the ControlNets, fp32 as the map task pins it at the cpu scale."""
+    """Figure 6(b) and 6(a) (issue 12: the ControlNets) and Figure 3(a) and 3(c) (issue 11: the text RINs, 5 guidance
+    scales each), fp32 as the map and text tasks pin it at the cpu scale."""
     monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("rendering must not train"))
     experiment = load_experiment(name)
     _, shown = cli.experiment_datasets(experiment, "cpu", None)
